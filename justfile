@@ -1,0 +1,30 @@
+# loadstack tasks.  `just` comes from PyPI (rust-just) with `pip install -e .`.
+set positional-arguments
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+
+# List the recipes.
+default:
+    @just --list
+
+# The loadstack CLI: run --profile NAME | ui | stop | status | report | compare | profile ... (see --help)
+load-test *args:
+    {{python}} -m loadstack "$@"
+
+# Install test extras, make sure PostgreSQL/Redis/RabbitMQ answer locally, run the whole suite.
+test *args:
+    {{python}} -m pip install -q -e '.[test]'
+    bash infra/dev/ensure-services.sh
+    {{python}} -m pytest "$@"
+
+# The suite without the slow end-to-end tests (< 3 minutes).
+test-quick *args:
+    {{python}} -m pip install -q -e '.[test]'
+    bash infra/dev/ensure-services.sh
+    {{python}} -m pytest -m "not slow and not docker" "$@"
+
+# ruff lint + format check.
+lint:
+    {{python}} -m ruff check .
+    {{python}} -m ruff format --check .

@@ -1,0 +1,1 @@
+"""The loadstack demo platform: the built-in system under test (``loadstack demo serve``)."""

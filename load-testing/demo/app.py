@@ -1,0 +1,215 @@
+"""The demo platform's HTTP + WebSocket API (FastAPI).
+
+It stands in for a real service platform so ``loadstack run`` works out of
+the box: auth, orders, payments, an oscilloscope-like instrument and a
+streaming WebSocket.  FastAPI gives the 422 validation errors and the
+``/openapi.json`` document for free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from loadstack_demo.auth import TokenError, TokenIssuer, check_password, hash_password
+from loadstack_demo.oscilloscope import Oscilloscope, OscilloscopeConfig
+from loadstack_demo.store import MemoryStore, Store
+from loadstack_demo.stream import ConnectionStats, serve_stream
+
+RUN_ID_HEADER = "X-Loadstack-Run-Id"
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    password: str = Field(min_length=8, max_length=128)
+    name: str = Field(default="", max_length=100)
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=128)
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=1000)
+    amount: float = Field(gt=0, le=1_000_000)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+
+
+class PaymentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    order_id: int | None = Field(default=None, ge=1)
+    amount: float = Field(gt=0, le=1_000_000)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    method: Literal["card", "sepa", "paypal", "voucher"] = "card"
+
+
+@dataclass
+class Platform:
+    """Everything a request handler may touch."""
+
+    store: Store
+    tokens: TokenIssuer = field(default_factory=TokenIssuer)
+    oscilloscope: Oscilloscope = field(default_factory=Oscilloscope)
+    ws: ConnectionStats = field(default_factory=ConnectionStats)
+    started: float = field(default_factory=time.time)
+    blocking_store: bool = False
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """Call a store method; blocking stores (network I/O) go to the thread pool."""
+        if self.blocking_store:
+            return await run_in_threadpool(fn, *args)
+        return fn(*args)
+
+
+async def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
+    """The authenticated user's id; 401 for a missing or invalid bearer token (async: no thread hop)."""
+    try:
+        claims = request.app.state.platform.tokens.verify(authorization)
+    except TokenError as exc:
+        raise HTTPException(401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
+    return int(claims["sub"])
+
+
+User = Annotated[int, Depends(current_user)]
+RunId = Annotated[str | None, Header(alias=RUN_ID_HEADER)]
+
+
+def create_app(
+    store: Store | None = None, *, blocking_store: bool = False, secret: str | None = None
+) -> FastAPI:
+    platform = Platform(
+        store=store or MemoryStore(), tokens=TokenIssuer(secret), blocking_store=blocking_store
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await platform.run(platform.store.close)
+
+    app = FastAPI(
+        title="loadstack demo platform",
+        version="1.0.0",
+        description="The built-in system under test of loadstack.",
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/api/status", tags=["ops"])
+    async def status() -> dict:
+        return {
+            "status": "ok",
+            "uptime_s": round(time.time() - platform.started, 3),
+            "store": platform.store.kind,
+            "counts": await platform.run(platform.store.counts),
+            "ws": {"connections": platform.ws.current, "peak": platform.ws.peak, "total": platform.ws.total},
+            "oscilloscope": {"running": platform.oscilloscope.running},
+        }
+
+    @app.post("/api/v1/auth/register", status_code=201, tags=["auth"])
+    async def register(body: RegisterIn, run_id: RunId = None) -> dict:
+        user = await platform.run(
+            platform.store.create_user, body.email.lower(), body.name, hash_password(body.password), run_id
+        )
+        if user is None:
+            raise HTTPException(409, detail="email already registered")
+        return {"id": user.id, "email": user.email, "name": user.name}
+
+    @app.post("/api/v1/auth/login", tags=["auth"])
+    async def login(body: LoginIn) -> dict:
+        user = await platform.run(platform.store.get_user_by_email, body.email.lower())
+        if user is None or not check_password(body.password, user.password_hash):
+            raise HTTPException(
+                401, detail="invalid email or password", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return platform.tokens.issue(user.id, user.email)
+
+    @app.post("/api/v1/orders", status_code=201, tags=["orders"])
+    async def create_order(body: OrderIn, user: User, run_id: RunId = None) -> dict:
+        order = await platform.run(
+            platform.store.create_order, user, body.sku, body.quantity, body.amount, body.currency, run_id
+        )
+        return order.public()
+
+    @app.get("/api/v1/orders", tags=["orders"])
+    async def list_orders(user: User, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict:
+        orders = await platform.run(platform.store.list_orders, user, limit)
+        return {"items": [o.public() for o in orders], "count": len(orders)}
+
+    @app.get("/api/v1/orders/{order_id}", tags=["orders"])
+    async def get_order(order_id: int, user: User) -> dict:
+        order = await platform.run(platform.store.get_order, user, order_id)
+        if order is None:
+            raise HTTPException(404, detail=f"order {order_id} not found")
+        return order.public()
+
+    @app.post("/api/v1/payments", status_code=201, tags=["payments"])
+    async def create_payment(body: PaymentIn, user: User, run_id: RunId = None) -> dict:
+        if (
+            body.order_id is not None
+            and await platform.run(platform.store.get_order, user, body.order_id) is None
+        ):
+            raise HTTPException(404, detail=f"order {body.order_id} not found")
+        payment = await platform.run(
+            platform.store.create_payment,
+            user,
+            body.order_id,
+            body.amount,
+            body.currency,
+            body.method,
+            run_id,
+        )
+        return payment.public()
+
+    @app.get("/api/v1/payments", tags=["payments"])
+    async def list_payments(user: User, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict:
+        payments = await platform.run(platform.store.list_payments, user, limit)
+        return {"items": [p.public() for p in payments], "count": len(payments)}
+
+    @app.get("/api/oscilloscope/config", tags=["oscilloscope"])
+    async def get_config() -> OscilloscopeConfig:
+        return platform.oscilloscope.config
+
+    @app.put("/api/oscilloscope/config", tags=["oscilloscope"])
+    async def put_config(body: OscilloscopeConfig) -> OscilloscopeConfig:
+        platform.oscilloscope.config = body
+        return body
+
+    @app.get("/api/oscilloscope/status", tags=["oscilloscope"])
+    async def osc_status() -> dict:
+        return platform.oscilloscope.status()
+
+    @app.post("/api/oscilloscope/start", tags=["oscilloscope"])
+    async def osc_start() -> dict:
+        platform.oscilloscope.start()
+        return platform.oscilloscope.status()
+
+    @app.post("/api/oscilloscope/stop", tags=["oscilloscope"])
+    async def osc_stop() -> dict:
+        platform.oscilloscope.stop()
+        return platform.oscilloscope.status()
+
+    @app.get("/api/oscilloscope/snapshot", tags=["oscilloscope"])
+    async def osc_snapshot() -> dict:
+        return platform.oscilloscope.snapshot()
+
+    @app.websocket("/ws/stream")
+    async def stream(ws: WebSocket) -> None:
+        await serve_stream(ws, platform.ws)
+
+    return app

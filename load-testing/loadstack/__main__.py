@@ -1,0 +1,5 @@
+import sys
+
+from loadstack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""The ``loadstack`` command line.
+
+Each subcommand is a thin adapter: it parses flags and calls the module that
+owns the feature (runner, profiles, demo platform, ...).  Exit statuses:
+0 ok, 1 failed requests, 2 bad input, 3 SLO gate failed, 4 regression,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+import yaml
+
+from loadstack import __version__, profiles, runner
+from loadstack.configfile import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile", default="smoke", help="profile name (profiles/NAME.yml) or path (default: smoke)"
+    )
+    p.add_argument("--workers", type=int, help="Locust worker processes (default: profile, else CPU count)")
+    p.add_argument("--host", help="system under test; default: start the built-in demo platform")
+    p.add_argument("--users", "-u", type=int, help="peak concurrent users (overrides the profile)")
+    p.add_argument("--spawn-rate", "-r", type=float, help="users started per second")
+    p.add_argument("--run-time", "-t", help="e.g. 30s, 5m, 1h30m")
+    p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
+    p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
+    p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
+
+
+def _request(args: argparse.Namespace) -> runner.RunRequest:
+    return runner.RunRequest(
+        profile=args.profile,
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        run_time=args.run_time,
+        host=args.host,
+        workers=args.workers,
+        run_id=args.run_id,
+        results_dir=args.results_dir,
+        allow_remote=args.allow_remote,
+        web_port=getattr(args, "web_port", 8089),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return runner.run(_request(args), argv=["loadstack", *sys.argv[1:]])
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    if args.foreground:
+        return runner.ui_foreground(_request(args))
+    forwarded = [a for a in sys.argv[2:] if a != "--foreground"]
+    return runner.ui(_request(args), forwarded)
+
+
+def cmd_stop(_: argparse.Namespace) -> int:
+    return runner.stop()
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    return runner.status()
+
+
+def cmd_profile_validate(args: argparse.Namespace) -> int:
+    bad = 0
+    for path in args.files:
+        try:
+            profiles.load_profile(path)
+        except ConfigError as exc:
+            bad += 1
+            print(exc, file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return runner.EXIT_BAD_INPUT if bad else runner.EXIT_OK
+
+
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    settings = profiles.resolve(args.name)
+    data = settings.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    return runner.EXIT_OK
+
+
+def cmd_demo_serve(args: argparse.Namespace) -> int:
+    from loadstack_demo.server import serve
+
+    serve(args.host, args.port)
+    return runner.EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loadstack", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"loadstack {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="headless run of a profile (master + workers)")
+    _run_flags(p)
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "ui", help="start master + workers (+ demo platform) with Locust's web UI in the background"
+    )
+    _run_flags(p)
+    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_ui)
+
+    sub.add_parser("stop", help="stop the background web UI stack").set_defaults(handler=cmd_stop)
+    sub.add_parser("status", help="what is running, with pids and ports").set_defaults(handler=cmd_status)
+
+    prof = sub.add_parser("profile", help="validate or show load profiles").add_subparsers(
+        dest="profile_command", required=True, metavar="ACTION"
+    )
+    p = prof.add_parser("validate", help="check profile files; exit 2 on the first bad one")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(handler=cmd_profile_validate)
+    p = prof.add_parser("show", help="the resolved settings of a profile, environment overrides applied")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_profile_show)
+
+    demo = sub.add_parser("demo", help="the built-in demo platform").add_subparsers(
+        dest="demo_command", required=True, metavar="ACTION"
+    )
+    p = demo.add_parser("serve", help="serve the demo platform's HTTP/WebSocket API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(handler=cmd_demo_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    except runner.RunError as exc:
+        print(f"loadstack: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return runner.EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""What loadstack adds to a Locust process, wired through Locust's own events.
+
+``loadstack run`` loads ``loadstack/_hooks/loadstack_hooks.py`` next to the
+user's locustfile (Locust accepts ``-f a.py,b.py``).  That file calls
+:func:`install`, which listens for ``init`` and then, depending on the
+process's role:
+
+* every process: apply the profile's user-class weights and wait time;
+* workers (and a local runner): attribute each request to its user class and
+  ship those stats with Locust's worker report;
+* master (and a local runner): warm-up reset, a progress line, and
+  ``summary.json`` when the process quits.
+
+Later features (exporter, chains, gates) register here too, so a locustfile
+never has to import anything for them to work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from locust import between, events
+from locust.env import Environment
+from locust.runners import MasterRunner, Runner, WorkerRunner
+from locust.stats import RequestStats, StatsEntry
+
+from loadstack import profiles, results, runcontext, shape
+from loadstack.masking import Masker
+
+log = logging.getLogger("loadstack")
+progress_log = logging.getLogger("loadstack.progress")
+
+PROGRESS_INTERVAL_S = float(os.environ.get("LOADSTACK_PROGRESS_INTERVAL", "5"))
+
+# Extra summary sections contributed by other features: name -> fn(environment) -> value.
+summary_sections: dict[str, Callable[[Environment], Any]] = {}
+# Called once per process after loadstack's own setup: fn(environment, role).
+init_hooks: list[Callable[[Environment, str], None]] = []
+
+_installed = False
+
+
+def install(event_hooks: Any = events) -> None:
+    """Register loadstack's listeners (idempotent)."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    event_hooks.init.add_listener(_on_init)
+
+
+def role_of(runner: Runner | None) -> str:
+    if isinstance(runner, WorkerRunner):
+        return "worker"
+    if isinstance(runner, MasterRunner):
+        return "master"
+    return "local"
+
+
+def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -> None:
+    ctx = runcontext.current()
+    apply_user_settings(environment, ctx.settings)
+    role = role_of(runner)
+    class_stats = UserClassStats(environment, role)
+    environment.loadstack_class_stats = class_stats  # type: ignore[attr-defined]
+    if role != "worker":
+        RunObserver(environment, ctx, class_stats).attach()
+    for hook in init_hooks:
+        hook(environment, role)
+
+
+def apply_user_settings(environment: Environment, settings: dict[str, Any]) -> None:
+    """Profile ``user_classes`` weights and ``wait_time``.
+
+    A class that names an environment variable in ``weight_env`` (see
+    ``mixed_users.py``) keeps the weight that variable gave it.
+    """
+    weights = settings.get("user_classes") or {}
+    wait = settings.get("wait_time")
+    for cls in environment.user_classes:
+        name = cls.__name__
+        env_name = getattr(cls, "weight_env", None)
+        if name in weights and not (env_name and os.environ.get(env_name)):
+            cls.weight = weights[name]
+        if wait:
+            cls.wait_time = between(wait["min"], wait["max"])
+
+
+def _greenlet_user_class() -> str | None:
+    """The User running the current greenlet (Locust spawns user greenlets with the user as argument)."""
+    args = getattr(gevent.getcurrent(), "args", None)
+    return type(args[0]).__name__ if args else None
+
+
+class UserClassStats:
+    """Requests aggregated per user class, with Locust's own ``RequestStats``.
+
+    Locust keys its stats by (name, method) only; gates per user class need
+    this second view.  Workers ship deltas in the worker report exactly like
+    Locust does for its own stats.
+    """
+
+    REPORT_KEY = "loadstack_user_classes"
+
+    def __init__(self, environment: Environment, role: str) -> None:
+        self.stats = RequestStats(use_response_times_cache=False)
+        ev = environment.events
+        if role in ("worker", "local"):
+            ev.request.add_listener(self.on_request)
+        if role == "worker":
+            ev.report_to_master.add_listener(self.on_report_to_master)
+        if role == "master":
+            ev.worker_report.add_listener(self.on_worker_report)
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float,
+        response_length: int,
+        exception: BaseException | None = None,
+        context: dict | None = None,
+        **_: Any,
+    ) -> None:
+        user_class = (context or {}).get("user_class") or _greenlet_user_class() or "unknown"
+        # Same bookkeeping as Locust's own listener: every request counts, failures also as errors.
+        self.stats.log_request("", user_class, response_time, response_length or 0)
+        if exception is not None:
+            self.stats.log_error("", user_class, exception)
+
+    def on_report_to_master(self, client_id: str, data: dict) -> None:
+        data[self.REPORT_KEY] = self.stats.serialize_stats()
+        self.stats.errors = {}
+
+    def on_worker_report(self, client_id: str, data: dict) -> None:
+        for item in data.get(self.REPORT_KEY, ()):
+            entry = StatsEntry.unserialize(item, self.stats)
+            key = (entry.name, entry.method)
+            if key not in self.stats.entries:
+                self.stats.entries[key] = StatsEntry(self.stats, entry.name, entry.method)
+            self.stats.entries[key].extend(entry)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {"user_class": name, **results.entry_figures(entry, histogram=False)}
+            for (name, _), entry in sorted(self.stats.entries.items())
+            if entry.num_requests
+        ]
+
+
+class RunObserver:
+    """Master-side bookkeeping of a run: warm-up, progress, summary."""
+
+    def __init__(
+        self, environment: Environment, ctx: runcontext.RunContext, class_stats: UserClassStats
+    ) -> None:
+        self.env = environment
+        self.ctx = ctx
+        self.class_stats = class_stats
+        self.settings = ctx.settings
+        self.started: float | None = None
+        self.measured_from: float | None = None
+        self.peak_users = 0
+        self.peak_workers = 0
+        self.end_reason: str | None = None
+        self._progress: gevent.Greenlet | None = None
+        self._masker = Masker.from_env()
+
+    def attach(self) -> None:
+        ev = self.env.events
+        ev.test_start.add_listener(self.on_test_start)
+        ev.quitting.add_listener(self.on_quitting)
+        if self.ctx.run_dir is not None:
+            # Under loadstack's runner, SIGINT means "stop now, keep the results".  A gevent signal
+            # handler runs in its own greenlet; a bare KeyboardInterrupt can land in any greenlet
+            # and be lost, leaving the master running.
+            gevent.signal_handler(signal.SIGINT, self.interrupt)
+
+    def interrupt(self) -> None:
+        log.info("SIGINT: stopping the test and writing results")
+        self.end_reason = "interrupted"
+        self.env.runner.quit()
+        if self.env.web_ui is not None:
+            self.env.web_ui.stop()
+
+    # -- lifecycle -------------------------------------------------------------
+    def on_test_start(self, **_: Any) -> None:
+        if self.started is not None:
+            return  # web UI restarts keep the first start time
+        self.started = self.measured_from = time.time()
+        warmup = float(self.settings.get("warmup") or 0)
+        if warmup > 0:
+            gevent.spawn_later(warmup, self.end_warmup)
+        self._progress = gevent.spawn(self._progress_loop)
+
+    def end_warmup(self) -> None:
+        self.env.runner.stats.reset_all()
+        self.class_stats.stats.reset_all()
+        self.env.events.reset_stats.fire()
+        self.measured_from = time.time()
+        progress_log.info("warm-up over: stats reset")
+
+    def expected_duration(self) -> float | None:
+        if self.env.shape_class is not None:
+            return profiles.planned_duration(self.settings)
+        opts = self.env.parsed_options
+        return float(opts.run_time) if opts is not None and opts.run_time else None
+
+    def _progress_loop(self) -> None:
+        while True:
+            gevent.sleep(PROGRESS_INTERVAL_S)
+            self.log_progress()
+
+    def log_progress(self) -> None:
+        runner = self.env.runner
+        total = self.env.stats.total
+        elapsed = time.time() - (self.started or time.time())
+        planned = self.expected_duration()
+        self.peak_users = max(self.peak_users, runner.user_count)
+        workers = getattr(runner, "worker_count", None)
+        if workers is not None:
+            self.peak_workers = max(self.peak_workers, workers)
+        fail_pct = 100.0 * total.num_failures / total.num_requests if total.num_requests else 0.0
+        progress_log.info(
+            "%s users=%d rps=%.1f requests=%d failures=%d (%.2f%%)%s",
+            f"{elapsed:5.0f}s/{planned:.0f}s" if planned else f"{elapsed:5.0f}s",
+            runner.user_count,
+            total.current_rps,
+            total.num_requests,
+            total.num_failures,
+            fail_pct,
+            f" workers={workers}" if workers is not None else "",
+        )
+
+    def on_quitting(self, environment: Environment, **_: Any) -> None:
+        if self._progress is not None:
+            self._progress.kill(block=False)
+        if self.started is None or self.ctx.run_dir is None:
+            return  # never started, or a plain Locust run without loadstack's runner
+        self.write_summary()
+
+    def write_summary(self) -> None:
+        ended = time.time()
+        runner = self.env.runner
+        self.peak_users = max(self.peak_users, runner.user_count)
+        extra: dict[str, Any] = {
+            "warmup_s": float(self.settings.get("warmup") or 0),
+            "users_peak": self.peak_users,
+            "workers": self.peak_workers or getattr(runner, "worker_count", 0),
+            "end_reason": self.end_reason or self._end_reason(ended),
+            "user_classes": self.class_stats.rows(),
+        }
+        if shape.outcome:
+            extra["shape"] = dict(shape.outcome)
+        for key, section in summary_sections.items():
+            try:
+                extra[key] = section(self.env)
+            except Exception as exc:  # one broken section must not cost the whole summary
+                log.exception("summary section %s failed", key)
+                extra[key] = {"error": str(exc)}
+        summary = results.build_summary(
+            self.env.stats,
+            run_id=self.ctx.run_id,
+            profile=self.ctx.profile,
+            host=self._masker(self.env.host or "") or None,
+            started=self.started or ended,
+            measured_from=self.measured_from or ended,
+            ended=ended,
+            extra=extra,
+        )
+        results.write_json(self.ctx.run_dir / "summary.json", self._masker.mask_obj(summary))
+
+    def _end_reason(self, ended: float) -> str:
+        if shape.outcome.get("reason"):
+            return str(shape.outcome["reason"])
+        planned = self.expected_duration()
+        if planned and self.started and ended - self.started < planned - 1:
+            return "interrupted"
+        return "completed"

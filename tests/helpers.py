@@ -1,0 +1,84 @@
+"""Shared helpers for the test suite: run the real CLI, find leftover processes, read results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILES = ROOT / "load-testing" / "locustfiles"
+
+
+def loadstack(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None):
+    """Run the real ``loadstack`` CLI in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "loadstack", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or ROOT,
+    )
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of live processes whose environment has ``name=value`` (how a run's children are tagged)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if "State:\tZ" in status:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def assert_no_orphans(run_id: str, wait: float = 5.0) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        left = processes_with_env("LOADSTACK_RUN_ID", run_id)
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    cmdlines = []
+    for pid in left:
+        with contextlib.suppress(OSError):
+            cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    assert not left, f"processes of run {run_id} still alive: {cmdlines}"
+
+
+def write_profile(path: Path, **fields: Any) -> Path:
+    """A profile file (YAML is a superset of JSON, so JSON text is fine)."""
+    data = {
+        "name": path.stem,
+        "description": "test profile",
+        "locustfile": str(LOCUSTFILES / "mixed_users.py"),
+        "users": 2,
+        "spawn_rate": 10,
+        "run_time": "5s",
+        **fields,
+    }
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def summary(results_dir: Path, run_id: str) -> dict[str, Any]:
+    return json.loads((results_dir / run_id / "summary.json").read_text())
+
+
+def rows_by_name(summary_doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["type"], r["name"]): r for r in summary_doc["requests"]}
