@@ -28,3 +28,8 @@ test-quick *args:
 lint:
     {{python}} -m ruff check .
     {{python}} -m ruff format --check .
+
+# Benchmarks with ratios measured side by side: just bench [connectors|exporter|chains ...]
+bench *names:
+    bash infra/dev/ensure-services.sh
+    {{python}} -m bench "$@"

@@ -99,6 +99,57 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
     return runner.EXIT_OK
 
 
+def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
+    from loadstack.inspect.rabbitmq import InspectError, QueueInspector, format_messages
+
+    try:
+        with QueueInspector(
+            args.url,
+            queue_type=args.queue_type,
+            allow_delivery_count=args.allow_delivery_count,
+            allow_remote=args.allow_remote,
+        ) as inspector:
+            offset: str | int = int(args.offset) if args.offset.isdigit() else args.offset
+            messages = inspector.peek(args.queue, args.count, offset=offset)
+            info = inspector.info(args.queue)
+    except InspectError as exc:
+        print(f"loadstack inspect rabbitmq: {exc}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    if args.json:
+        print(
+            json.dumps(
+                {"queue": vars(info), "messages": [m.to_json() for m in messages]}, indent=2, default=str
+            )
+        )
+    else:
+        print(format_messages(info, messages))
+    return runner.EXIT_OK
+
+
+def cmd_inspect_redis(args: argparse.Namespace) -> int:
+    from loadstack.inspect.redis import InspectError, RedisInspector, format_reports
+
+    try:
+        inspector = RedisInspector(args.url, allow_remote=args.allow_remote)
+        reports = inspector.scan(args.pattern, limit=args.limit)
+        inspector.close()
+    except InspectError as exc:
+        print(f"loadstack inspect redis: {exc}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps([r.to_json() for r in reports], indent=2, default=str))
+    else:
+        print(format_reports(reports))
+    return runner.EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loadstack", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loadstack {__version__}")
@@ -129,6 +180,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_profile_show)
+
+    insp = sub.add_parser("inspect", help="look at queues and caches without changing them").add_subparsers(
+        dest="inspect_command", required=True, metavar="TARGET"
+    )
+    p = insp.add_parser("rabbitmq", help="peek at messages of a queue; they stay in the queue, in order")
+    p.add_argument("queue")
+    p.add_argument("--count", "-n", type=_positive_int, default=10, help="messages to show (default 10)")
+    p.add_argument(
+        "--url", help="AMQP URL (default $LOADSTACK_AMQP_URL or amqp://guest:guest@127.0.0.1:5672//)"
+    )
+    p.add_argument("--queue-type", choices=["classic", "quorum", "stream"], help="skip type detection")
+    p.add_argument(
+        "--allow-delivery-count",
+        action="store_true",
+        help="peek a quorum queue although each peek counts toward its delivery-limit",
+    )
+    p.add_argument(
+        "--offset", default="first", help="stream queues: first | last | next | OFFSET (default first)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-remote", action="store_true")
+    p.set_defaults(handler=cmd_inspect_rabbitmq)
+    p = insp.add_parser("redis", help="walk keys with SCAN: type, TTL, size, bounded preview (read-only)")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--limit", type=_positive_int, default=100, help="at most this many keys (default 100)")
+    p.add_argument("--url", help="Redis URL (default $LOADSTACK_REDIS_URL or redis://127.0.0.1:6379/0)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--allow-remote", action="store_true")
+    p.set_defaults(handler=cmd_inspect_redis)
 
     demo = sub.add_parser("demo", help="the built-in demo platform").add_subparsers(
         dest="demo_command", required=True, metavar="ACTION"

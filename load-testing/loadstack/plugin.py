@@ -31,6 +31,7 @@ from locust.runners import MasterRunner, Runner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
 from loadstack import profiles, results, runcontext, shape
+from loadstack.inspect import sampling
 from loadstack.masking import Masker
 
 log = logging.getLogger("loadstack")
@@ -70,7 +71,11 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     class_stats = UserClassStats(environment, role)
     environment.loadstack_class_stats = class_stats  # type: ignore[attr-defined]
     if role != "worker":
-        RunObserver(environment, ctx, class_stats).attach()
+        observer = RunObserver(environment, ctx, class_stats)
+        observer.attach()
+        sampler = sampling.start(environment, ctx.settings)
+        if sampler is not None:
+            observer.sections["queues"] = sampler.summary
     for hook in init_hooks:
         hook(environment, role)
 
@@ -98,18 +103,34 @@ def _greenlet_user_class() -> str | None:
     return type(args[0]).__name__ if args else None
 
 
+def _round_ms(ms: float) -> int:
+    """Locust's response-time bucketing (exact below 100 ms, then 2 significant digits)."""
+    if ms < 100:
+        return round(ms)
+    if ms < 1000:
+        return round(ms, -1)
+    if ms < 10000:
+        return round(ms, -2)
+    return round(ms, -3)
+
+
 class UserClassStats:
-    """Requests aggregated per user class, with Locust's own ``RequestStats``.
+    """Requests aggregated per user class.
 
     Locust keys its stats by (name, method) only; gates per user class need
-    this second view.  Workers ship deltas in the worker report exactly like
-    Locust does for its own stats.
+    this second view.  On workers (and a local runner) each request costs a few
+    dict updates here (this runs on every request, so it stays far lighter than
+    Locust's own ``RequestStats.log_request``); the deltas travel with Locust's
+    worker report and the master merges them into Locust ``StatsEntry``
+    objects, which give percentiles and RPS exactly as Locust computes them.
     """
 
     REPORT_KEY = "loadstack_user_classes"
 
     def __init__(self, environment: Environment, role: str) -> None:
         self.stats = RequestStats(use_response_times_cache=False)
+        # user class -> [count, failures, total_ms, min_ms, max_ms, total_bytes, {rounded_ms: n}]
+        self._pending: dict[str, list] = {}
         ev = environment.events
         if role in ("worker", "local"):
             ev.request.add_listener(self.on_request)
@@ -128,25 +149,70 @@ class UserClassStats:
         context: dict | None = None,
         **_: Any,
     ) -> None:
-        user_class = (context or {}).get("user_class") or _greenlet_user_class() or "unknown"
-        # Same bookkeeping as Locust's own listener: every request counts, failures also as errors.
-        self.stats.log_request("", user_class, response_time, response_length or 0)
+        user_class = (context.get("user_class") if context else None) or _greenlet_user_class() or "unknown"
+        acc = self._pending.get(user_class)
+        if acc is None:
+            acc = self._pending[user_class] = [0, 0, 0.0, response_time, response_time, 0, {}]
+        acc[0] += 1
         if exception is not None:
-            self.stats.log_error("", user_class, exception)
+            acc[1] += 1
+        acc[2] += response_time
+        if response_time < acc[3]:
+            acc[3] = response_time
+        if response_time > acc[4]:
+            acc[4] = response_time
+        acc[5] += response_length or 0
+        bucket = _round_ms(response_time)
+        histogram = acc[6]
+        histogram[bucket] = histogram.get(bucket, 0) + 1
+
+    def _drain(self) -> list[dict[str, Any]]:
+        pending, self._pending = self._pending, {}
+        now = time.time()  # requests are at most one report interval old: close enough for RPS
+        return [
+            {
+                "name": cls,
+                "count": a[0],
+                "failures": a[1],
+                "total_ms": a[2],
+                "min_ms": a[3],
+                "max_ms": a[4],
+                "total_bytes": a[5],
+                "histogram": a[6],
+                "last": now,
+            }
+            for cls, a in pending.items()
+        ]
+
+    def _merge(self, deltas: list[dict[str, Any]]) -> None:
+        for d in deltas:
+            key = (d["name"], "")
+            entry = self.stats.entries.get(key)
+            if entry is None:
+                entry = self.stats.entries[key] = StatsEntry(self.stats, d["name"], "")
+            entry.num_requests += d["count"]
+            entry.num_failures += d["failures"]
+            entry.total_response_time += d["total_ms"]
+            entry.min_response_time = min(entry.min_response_time or d["min_ms"], d["min_ms"])
+            entry.max_response_time = max(entry.max_response_time, d["max_ms"])
+            entry.total_content_length += d["total_bytes"]
+            for bucket, n in d["histogram"].items():
+                b = int(bucket)
+                entry.response_times[b] = entry.response_times.get(b, 0) + n
+            entry.last_request_timestamp = max(entry.last_request_timestamp or 0, d["last"])
 
     def on_report_to_master(self, client_id: str, data: dict) -> None:
-        data[self.REPORT_KEY] = self.stats.serialize_stats()
-        self.stats.errors = {}
+        data[self.REPORT_KEY] = self._drain()
 
     def on_worker_report(self, client_id: str, data: dict) -> None:
-        for item in data.get(self.REPORT_KEY, ()):
-            entry = StatsEntry.unserialize(item, self.stats)
-            key = (entry.name, entry.method)
-            if key not in self.stats.entries:
-                self.stats.entries[key] = StatsEntry(self.stats, entry.name, entry.method)
-            self.stats.entries[key].extend(entry)
+        self._merge(data.get(self.REPORT_KEY, ()))
+
+    def reset(self) -> None:
+        self._pending = {}
+        self.stats.reset_all()
 
     def rows(self) -> list[dict[str, Any]]:
+        self._merge(self._drain())  # a local runner keeps its own deltas
         return [
             {"user_class": name, **results.entry_figures(entry, histogram=False)}
             for (name, _), entry in sorted(self.stats.entries.items())
@@ -171,6 +237,8 @@ class RunObserver:
         self.end_reason: str | None = None
         self._progress: gevent.Greenlet | None = None
         self._masker = Masker.from_env()
+        # Summary sections of this run only (e.g. queue samples): name -> fn() -> value.
+        self.sections: dict[str, Callable[[], Any]] = {}
 
     def attach(self) -> None:
         ev = self.env.events
@@ -201,7 +269,7 @@ class RunObserver:
 
     def end_warmup(self) -> None:
         self.env.runner.stats.reset_all()
-        self.class_stats.stats.reset_all()
+        self.class_stats.reset()
         self.env.events.reset_stats.fire()
         self.measured_from = time.time()
         progress_log.info("warm-up over: stats reset")
@@ -258,9 +326,13 @@ class RunObserver:
         }
         if shape.outcome:
             extra["shape"] = dict(shape.outcome)
-        for key, section in summary_sections.items():
+        sections: dict[str, Callable[[], Any]] = {
+            **{k: (lambda fn=fn: fn(self.env)) for k, fn in summary_sections.items()},
+            **self.sections,
+        }
+        for key, section in sections.items():
             try:
-                extra[key] = section(self.env)
+                extra[key] = section()
             except Exception as exc:  # one broken section must not cost the whole summary
                 log.exception("summary section %s failed", key)
                 extra[key] = {"error": str(exc)}

@@ -115,6 +115,8 @@ class Profile(Strict):
     tags: list[str] | None = None
     exclude_tags: list[str] | None = None
     env: dict[str, str] | None = None
+    sample_queues: list[Annotated[str, Field(min_length=1)]] | None = None
+    sample_interval: PositiveSeconds = 5
 
     @model_validator(mode="after")
     def _shape(self) -> Profile:
@@ -148,6 +150,8 @@ class RunSettings:
     tags: list[str] | None = None
     exclude_tags: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    sample_queues: list[str] | None = None
+    sample_interval: float = 5
     overrides: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,6 +288,8 @@ def resolve(
         tags=profile.tags,
         exclude_tags=profile.exclude_tags,
         env=dict(profile.env or {}),
+        sample_queues=profile.sample_queues,
+        sample_interval=profile.sample_interval,
         overrides=overrides,
     )
     if settings.warmup >= settings.run_time:

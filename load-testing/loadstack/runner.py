@@ -31,6 +31,12 @@ EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130
 # Environment variables worth recording in run-metadata.json (masked).
 RECORDED_ENV_PREFIXES = ("LOADSTACK_", "LOCUST_", "AUTH_")
+# Backend connection settings the users read; checked against the local-only rule before a run.
+BACKEND_URLS = {
+    "LOADSTACK_POSTGRES_DSN": "PostgreSQL",
+    "LOADSTACK_AMQP_URL": "RabbitMQ",
+    "LOADSTACK_REDIS_URL": "Redis",
+}
 
 
 class RunError(Exception):
@@ -157,7 +163,13 @@ class Stack:
         cmd = [sys.executable, "-m", "locust", "-f", self.locustfiles(), "--master"]
         cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(self.master_port)]
         cmd += ["--expect-workers", str(s.workers), "--expect-workers-max-wait", "90"]
-        cmd += ["--csv", str(self.run_dir / "results"), "--html", str(self.run_dir / "report.html")]
+        cmd += [
+            "--csv",
+            str(self.run_dir / "results"),
+            "--csv-full-history",
+            "--html",
+            str(self.run_dir / "report.html"),
+        ]
         cmd += ["--host", str(self.host), "-u", str(s.users), "-r", str(s.spawn_rate)]
         if self.request.web_ui:
             cmd += ["--web-host", "127.0.0.1", "--web-port", str(self.request.web_port)]
@@ -239,9 +251,15 @@ def prepare(request: RunRequest) -> tuple[profiles.RunSettings, str, Path]:
     except ConfigError as exc:
         raise RunError(str(exc), EXIT_BAD_INPUT) from None
     allow_remote = request.allow_remote or os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1"
+    if allow_remote:
+        settings.env["LOADSTACK_ALLOW_REMOTE"] = "1"
     try:
         if settings.host:
             safety.check_target(settings.host, allow_remote=allow_remote, what="host")
+        env = {**os.environ, **settings.env}
+        for name, what in BACKEND_URLS.items():
+            if env.get(name):
+                safety.check_target(env[name], allow_remote=allow_remote, what=f"{what} ({name})")
         run_id = runcontext.check_run_id(request.run_id or runcontext.new_run_id())
     except ValueError as exc:
         raise RunError(str(exc), EXIT_BAD_INPUT) from None

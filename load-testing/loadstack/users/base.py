@@ -28,6 +28,7 @@ from loadstack.masking import mask_patterns
 
 T = TypeVar("T")
 _MAX_MESSAGE = 200
+_SIZED = (bytes, str, list, tuple, dict)
 
 
 def short_error(exc: BaseException) -> str:
@@ -170,9 +171,9 @@ class TimedClient:
 
     def length_of(self, result: Any) -> int:
         """Response size for Locust's ``response_length``; override per protocol."""
-        if isinstance(result, bytes | str | list | tuple | dict):
-            return len(result)
-        return 0
+        if result is None:
+            return 0
+        return len(result) if isinstance(result, _SIZED) else 0
 
     def on_error(self, exc: BaseException) -> None:
         """Hook for subclasses to drop a broken connection so the next call reconnects."""

@@ -1,0 +1,1 @@
+"""Benchmarks (``just bench [NAME]``): ratios measured side by side in one run."""

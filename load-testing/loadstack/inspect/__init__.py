@@ -1,0 +1,1 @@
+"""Non-destructive inspection of RabbitMQ queues and Redis keyspaces (``loadstack inspect``)."""

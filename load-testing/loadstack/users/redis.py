@@ -1,0 +1,136 @@
+"""Redis users on redis-py.
+
+One ``BlockingConnectionPool`` per process and URL is shared by all users of
+that process: redis-py pools are safe to share (each command checks a
+connection out exclusively), gevent's patched queue makes a user wait for a
+free connection instead of failing, and a restarted server is handled by
+redis-py dropping broken connections and opening new ones on the next command.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from locust import User
+from locust.env import Environment
+
+from loadstack import safety
+from loadstack.users.base import TimedClient, user_context
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+_pools: dict[str, redis.BlockingConnectionPool] = {}
+
+
+def default_url() -> str:
+    return os.environ.get("LOADSTACK_REDIS_URL") or DEFAULT_URL
+
+
+def shared_client(url: str, *, max_connections: int = 200, timeout: float = 5.0) -> redis.Redis:
+    """The process-wide client for ``url`` (created on first use)."""
+    pool = _pools.get(url)
+    if pool is None:
+        safety.check_target(url, allow_remote=os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1", what="Redis")
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=0,
+        )
+        _pools[url] = pool
+    return redis.Redis(connection_pool=pool)
+
+
+class RedisClient(TimedClient):
+    """Timed Redis commands; each method takes an optional ``name`` for the stat entry."""
+
+    request_type = "REDIS"
+
+    def __init__(self, environment: Environment, url: str | None = None, *, user: User | None = None) -> None:
+        super().__init__(environment, user=user)
+        self.url = url or default_url()
+        self._redis: redis.Redis | None = None
+
+    @property
+    def redis(self) -> redis.Redis:
+        # Resolved on first use so a refused (remote) URL is a recorded failure, not a dead user.
+        if self._redis is None:
+            self._redis = shared_client(self.url)
+        return self._redis
+
+    def _command(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.redis, method)(*args, **kwargs)
+
+    def execute(self, name: str, *args: Any) -> Any:
+        """Any command: ``execute("incr-hits", "INCR", "hits")``."""
+        return self.call(name, self._command, "execute_command", *args)
+
+    def get(self, key: str, *, name: str = "GET") -> Any:
+        return self.call(name, self._command, "get", key)
+
+    def set(self, key: str, value: Any, *, name: str = "SET", **kwargs: Any) -> Any:
+        return self.call(name, self._command, "set", key, value, **kwargs)
+
+    def hget(self, key: str, field: str, *, name: str = "HGET") -> Any:
+        return self.call(name, self._command, "hget", key, field)
+
+    def hset(self, key: str, *, name: str = "HSET", mapping: dict | None = None, **fields: Any) -> Any:
+        return self.call(name, self._command, "hset", key, mapping={**(mapping or {}), **fields})
+
+    def hgetall(self, key: str, *, name: str = "HGETALL") -> Any:
+        return self.call(name, self._command, "hgetall", key)
+
+    def lpush(self, key: str, *values: Any, name: str = "LPUSH") -> Any:
+        return self.call(name, self._command, "lpush", key, *values)
+
+    def rpop(self, key: str, *, name: str = "RPOP") -> Any:
+        return self.call(name, self._command, "rpop", key)
+
+    def xadd(self, key: str, fields: dict, *, name: str = "XADD", **kwargs: Any) -> Any:
+        return self.call(name, self._command, "xadd", key, fields, **kwargs)
+
+    def xread(self, streams: dict, *, name: str = "XREAD", **kwargs: Any) -> Any:
+        return self.call(name, self._command, "xread", streams, **kwargs)
+
+    def zadd(self, key: str, mapping: dict, *, name: str = "ZADD", **kwargs: Any) -> Any:
+        return self.call(name, self._command, "zadd", key, mapping, **kwargs)
+
+    def expire(self, key: str, seconds: int, *, name: str = "EXPIRE") -> Any:
+        return self.call(name, self._command, "expire", key, seconds)
+
+    def delete(self, *keys: str, name: str = "DEL") -> Any:
+        return self.call(name, self._command, "delete", *keys)
+
+    @contextmanager
+    def pipeline(self, name: str, *, transaction: bool = True) -> Iterator[Any]:
+        """Queue commands on ``pipe`` inside the block; they are sent and timed as one request on exit."""
+        with self.measure(name) as timing:
+            pipe = self.redis.pipeline(transaction=transaction)
+            yield pipe
+            timing.response_length = len(pipe.execute())
+
+    def length_of(self, result: Any) -> int:
+        if isinstance(result, bytes | str):
+            return len(result)
+        if isinstance(result, list | dict):
+            return len(result)
+        return 0
+
+
+class RedisUser(User):
+    """A Locust user with a :class:`RedisClient` as ``self.client`` (``url`` overrides the env)."""
+
+    abstract = True
+    url: str | None = None
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.client = RedisClient(environment, self.url, user=self)
+
+    def context(self) -> dict:
+        return user_context(self)
