@@ -276,3 +276,23 @@ def test_faults_mid_run_users_reconnect_within_five_seconds(tmp_path: Path) -> N
         assert failures_after == 0, f"{kind}: still failing 5 s after the fault ({failures_after})"
         assert requests_after > 0, f"{kind}: no successful requests after recovery"
     assert_no_orphans(run_id)
+
+
+def test_pool_saturation_shows_as_acquire_wait(tmp_path: Path) -> None:
+    profile = write_profile(
+        tmp_path / "pool.yml",
+        locustfile=str(LOCUSTFILES / "postgres_users.py"),
+        users=8,
+        spawn_rate=8,
+        run_time="6s",
+        workers=1,
+        user_classes={"PoolSaturationUser": 1},
+        env={"LOADSTACK_PG_POOL_SIZE": "2"},
+    )
+    result = loadstack("run", "--profile", str(profile), "--run-id", "pool-e2e", "--results-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = rows_by_name(summary(tmp_path, "pool-e2e"))
+    acquire, query = rows[("SQL", "pool/acquire")], rows[("SQL", "slow query")]
+    # 8 users, 2 connections, 50 ms queries: most of a request's time is spent queueing for a connection.
+    assert query["p50_ms"] >= 45
+    assert acquire["p50_ms"] > query["p50_ms"], (acquire, query)
