@@ -289,7 +289,9 @@ def test_pool_saturation_shows_as_acquire_wait(tmp_path: Path) -> None:
         user_classes={"PoolSaturationUser": 1},
         env={"LOADSTACK_PG_POOL_SIZE": "2"},
     )
-    result = loadstack("run", "--profile", str(profile), "--run-id", "pool-e2e", "--results-dir", str(tmp_path))
+    result = loadstack(
+        "run", "--profile", str(profile), "--run-id", "pool-e2e", "--results-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     rows = rows_by_name(summary(tmp_path, "pool-e2e"))
     acquire, query = rows[("SQL", "pool/acquire")], rows[("SQL", "slow query")]

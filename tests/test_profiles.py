@@ -8,6 +8,7 @@ import pytest
 
 from loadstack import profiles
 from loadstack.configfile import ConfigError
+from loadstack.durations import parse_duration
 from tests.helpers import ROOT, assert_no_orphans, loadstack, write_profile
 
 
@@ -55,11 +56,12 @@ def test_profile_show_reports_env_override() -> None:
 
 
 def test_durations() -> None:
-    assert profiles.parse_duration("90") == 90
-    assert profiles.parse_duration("1h30m") == 5400
-    assert profiles.parse_duration("2.5s") == 2.5
+    assert parse_duration("90") == 90
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("2.5s") == 2.5
+    assert parse_duration("250ms") == 0.25
     with pytest.raises(ValueError):
-        profiles.parse_duration("5 minutes")
+        parse_duration("5 minutes")
 
 
 BAD_CASES = {

@@ -65,6 +65,7 @@ class Platform:
     ws: ConnectionStats = field(default_factory=ConnectionStats)
     started: float = field(default_factory=time.time)
     blocking_store: bool = False
+    store_reason: str = ""
 
     async def run(self, fn: Any, *args: Any) -> Any:
         """Call a store method; blocking stores (network I/O) go to the thread pool."""
@@ -116,6 +117,7 @@ def create_app(
             "status": "ok",
             "uptime_s": round(time.time() - platform.started, 3),
             "store": platform.store.kind,
+            "store_reason": platform.store_reason,
             "counts": await platform.run(platform.store.counts),
             "ws": {"connections": platform.ws.current, "peak": platform.ws.peak, "total": platform.ws.total},
             "oscilloscope": {"running": platform.oscilloscope.running},

@@ -1,20 +1,66 @@
-"""Run the demo platform with uvicorn (``loadstack demo serve``)."""
+"""Run the demo platform (``loadstack demo serve``) and its consumer (``loadstack demo consumer``).
+
+Storage is chosen by ``--store`` / ``$LOADSTACK_DEMO_STORE``: ``backend``
+(PostgreSQL + RabbitMQ + Redis; fail if any is unreachable), ``memory``
+(process memory, HTTP-only), or ``auto`` (backend when all three answer,
+else memory).  The choice and the reason are logged at start and reported
+by ``GET /api/status``: never silently.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 
 import uvicorn
 
 from loadstack_demo.app import create_app
+from loadstack_demo.store import MemoryStore, Store
 
 log = logging.getLogger("loadstack.demo")
 
+DEFAULTS = {
+    "LOADSTACK_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:5432/test",
+    "LOADSTACK_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    "LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
+}
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warning") -> None:
+
+def setting(name: str) -> str:
+    return os.environ.get(name) or DEFAULTS[name]
+
+
+def make_store(kind: str) -> tuple[Store, bool, str]:
+    """(store, blocking, why) for ``memory`` | ``backend`` | ``auto``."""
+    if kind == "memory":
+        return MemoryStore(), False, "requested"
+    from loadstack.masking import mask_patterns
+    from loadstack_demo.backend_store import BackendStore
+
+    try:
+        store = BackendStore(
+            setting("LOADSTACK_POSTGRES_DSN"), setting("LOADSTACK_AMQP_URL"), setting("LOADSTACK_REDIS_URL")
+        )
+    except Exception as exc:
+        reason = mask_patterns(
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        )
+        if kind == "backend":
+            raise SystemExit(f"demo platform: backend store unavailable: {reason}") from None
+        return MemoryStore(), False, f"backend unavailable ({reason})"
+    return store, True, "PostgreSQL, RabbitMQ and Redis reachable"
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, *, store: str | None = None, log_level: str = "warning"
+) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully)."""
-    app = create_app()
-    log.warning("demo platform on http://%s:%d (store: %s)", host, port, app.state.platform.store.kind)
+    kind = store or os.environ.get("LOADSTACK_DEMO_STORE", "auto")
+    chosen, blocking, why = make_store(kind)
+    app = create_app(chosen, blocking_store=blocking)
+    app.state.platform.store_reason = why
+    logging.basicConfig(format="%(message)s")
+    log.warning("demo platform on http://%s:%d (store: %s — %s)", host, port, chosen.kind, why)
     # No server pings: a load-test client reads its socket only while a task runs, so a ping
     # sent between cycles would go unanswered and close healthy connections.
     # Bounded graceful shutdown: sockets of load generators that just exited may linger.
@@ -27,3 +73,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warnin
         ws_ping_interval=None,
         timeout_graceful_shutdown=3,
     )
+
+
+def consume() -> None:
+    from loadstack_demo.consumer import OrderConsumer
+
+    logging.basicConfig(format="%(message)s")
+    OrderConsumer(setting("LOADSTACK_AMQP_URL"), setting("LOADSTACK_REDIS_URL")).run()

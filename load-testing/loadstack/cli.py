@@ -33,6 +33,14 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
     p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
+    p.add_argument("--skip-seed", action="store_true", help="do not create the profile's seed data first")
+    p.add_argument("--skip-teardown", action="store_true", help="keep the data this run created")
+    p.add_argument(
+        "--scenario",
+        choices=["run", "seed-only"],
+        default="run",
+        help="seed-only: create the seed data for --run-id and stop (no load, no teardown)",
+    )
 
 
 def _request(args: argparse.Namespace) -> runner.RunRequest:
@@ -47,6 +55,9 @@ def _request(args: argparse.Namespace) -> runner.RunRequest:
         results_dir=args.results_dir,
         allow_remote=args.allow_remote,
         web_port=getattr(args, "web_port", 8089),
+        skip_seed=args.skip_seed,
+        skip_teardown=args.skip_teardown,
+        scenario=args.scenario,
     )
 
 
@@ -92,10 +103,30 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
     return runner.EXIT_OK
 
 
+def cmd_chain_validate(args: argparse.Namespace) -> int:
+    from loadstack.chains.loader import load_all
+
+    try:
+        chains = load_all([(f, 1.0) for f in args.files])
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    for chain in chains:
+        print(f"{chain.source}: ok ({chain.name}, {len(chain.walk())} steps)")
+    return runner.EXIT_OK
+
+
 def cmd_demo_serve(args: argparse.Namespace) -> int:
     from loadstack_demo.server import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, store=args.store)
+    return runner.EXIT_OK
+
+
+def cmd_demo_consumer(_: argparse.Namespace) -> int:
+    from loadstack_demo.server import consume
+
+    consume()
     return runner.EXIT_OK
 
 
@@ -210,13 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-remote", action="store_true")
     p.set_defaults(handler=cmd_inspect_redis)
 
+    chain = sub.add_parser("chain", help="chain files").add_subparsers(
+        dest="chain_command", required=True, metavar="ACTION"
+    )
+    p = chain.add_parser(
+        "validate", help="check chain files (schema, templates, variables, gotos) without running them"
+    )
+    p.add_argument("files", nargs="+")
+    p.set_defaults(handler=cmd_chain_validate)
+
     demo = sub.add_parser("demo", help="the built-in demo platform").add_subparsers(
         dest="demo_command", required=True, metavar="ACTION"
     )
     p = demo.add_parser("serve", help="serve the demo platform's HTTP/WebSocket API")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--store",
+        choices=["auto", "memory", "backend"],
+        help="auto (default, $LOADSTACK_DEMO_STORE): PostgreSQL+RabbitMQ+Redis when reachable, else memory",
+    )
     p.set_defaults(handler=cmd_demo_serve)
+    p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
+    p.set_defaults(handler=cmd_demo_consumer)
     return parser
 
 

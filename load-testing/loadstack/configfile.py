@@ -37,7 +37,7 @@ class ConfigError(Exception):
         super().__init__("\n".join(str(i) for i in issues))
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     """Line (1-based) of the YAML node at ``loc``, or of the deepest ancestor that exists."""
     if node is None:
         return None
@@ -115,7 +115,7 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, path: Path | str
             # pydantic adds the union member / validator name into loc; keep only data keys.
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
             issues.append(
-                ConfigIssue(str(path), _line_of(node, loc), field_path(loc), _describe(err, model, loc))
+                ConfigIssue(str(path), line_of(node, loc), field_path(loc), _describe(err, model, loc))
             )
         raise ConfigError(issues) from None
 

@@ -332,10 +332,12 @@ class RunObserver:
         }
         for key, section in sections.items():
             try:
-                extra[key] = section()
+                value = section()
             except Exception as exc:  # one broken section must not cost the whole summary
                 log.exception("summary section %s failed", key)
-                extra[key] = {"error": str(exc)}
+                value = {"error": str(exc)}
+            if value is not None:
+                extra[key] = value
         summary = results.build_summary(
             self.env.stats,
             run_id=self.ctx.run_id,

@@ -9,46 +9,15 @@ what is shown is exactly what runs.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loadstack import configfile, paths
-
-# Locust's own timespan syntax (``20``, ``20s``, ``3m``, ``1h20m``).  Parsed here rather than with
-# locust.util.timespan because importing anything from locust monkey-patches the process with
-# gevent, and neither the runner nor the demo platform may be patched.
-_TIMESPAN = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``"90"``, ``"30s"``, ``"5m"``, ``"1h30m"``."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
-    match = _TIMESPAN.match(text)
-    if not text or not match:
-        raise ValueError(f"invalid duration {text!r}; use e.g. 30, 30s, 5m or 1h30m")
-    return int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + float(match["s"] or 0)
-
-
-def _seconds(value: Any) -> Any:
-    """Accept ``30``, ``"30s"``, ``"5m"``, ``"1h30m"`` as a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m or 1h30m")
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        return parse_duration(value)
-    raise ValueError("expected a duration such as 30s, 5m or 1h30m")
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
-PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+from loadstack.durations import PositiveSeconds, Seconds, to_seconds
 
 
 class Strict(BaseModel):
@@ -96,6 +65,21 @@ class WaitTime(Strict):
         return self
 
 
+class ChainRef(Strict):
+    path: str = Field(min_length=1)
+    weight: float = Field(default=1, gt=0)
+
+
+class SeedSpec(Strict):
+    """Synthetic customers created on the target before the run (see loadstack.data)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    customers: int = Field(ge=1, le=100_000)
+    seed: int = 1234
+    register_path: str | None = Field(default="/api/v1/auth/register", alias="register")
+
+
 class Profile(Strict):
     """A ``profiles/*.yml`` file."""
 
@@ -117,6 +101,8 @@ class Profile(Strict):
     env: dict[str, str] | None = None
     sample_queues: list[Annotated[str, Field(min_length=1)]] | None = None
     sample_interval: PositiveSeconds = 5
+    chains: list[ChainRef] | None = None
+    seed: SeedSpec | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Profile:
@@ -152,6 +138,8 @@ class RunSettings:
     env: dict[str, str] = field(default_factory=dict)
     sample_queues: list[str] | None = None
     sample_interval: float = 5
+    chains: list[dict[str, Any]] | None = None
+    seed: dict[str, Any] | None = None
     overrides: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,7 +188,7 @@ def load_profile(name_or_path: str) -> tuple[Profile, Path]:
     locustfile = resolve_locustfile(profile.locustfile, path)
     if not locustfile.exists():
         _data, node = configfile.read_document(path)
-        line = configfile._line_of(node, ("locustfile",))
+        line = configfile.line_of(node, ("locustfile",))
         raise configfile.ConfigError(
             [configfile.ConfigIssue(str(path), line, "locustfile", f"file not found: {locustfile}")]
         )
@@ -263,7 +251,7 @@ def resolve(
         return x
 
     def duration(v: Any) -> float:
-        s = float(_seconds(v))
+        s = float(to_seconds(v))
         if s <= 0:
             raise ValueError("must be > 0")
         return s
@@ -290,6 +278,10 @@ def resolve(
         env=dict(profile.env or {}),
         sample_queues=profile.sample_queues,
         sample_interval=profile.sample_interval,
+        chains=[{"path": str(resolve_locustfile(c.path, path)), "weight": c.weight} for c in profile.chains]
+        if profile.chains
+        else None,
+        seed=profile.seed.model_dump() if profile.seed else None,
         overrides=overrides,
     )
     if settings.warmup >= settings.run_time:

@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from loadstack import paths, profiles, results, runcontext, safety
 from loadstack.configfile import ConfigError
+from loadstack.data.seed import seed_customers
+from loadstack.data.teardown import teardown as teardown_run
 from loadstack.masking import Masker
 from loadstack.processes import Child, free_port, port_open, wait_until
 
@@ -58,6 +62,9 @@ class RunRequest:
     allow_remote: bool = False
     web_ui: bool = False
     web_port: int = 8089
+    skip_seed: bool = False
+    skip_teardown: bool = False
+    scenario: str = "run"  # run | seed-only
 
 
 def say(message: str) -> None:
@@ -77,6 +84,7 @@ class Stack:
         self.run_dir = run_dir
         self.masker = Masker.from_env({**os.environ, **settings.env})
         self.demo: Child | None = None
+        self.consumer: Child | None = None
         self.master: Child | None = None
         self.workers: list[Child] = []
         self.host = settings.host
@@ -108,22 +116,41 @@ class Stack:
         return [name for name, weight in weights.items() if weight > 0]
 
     # -- checks before anything starts -----------------------------------------
-    def check_locustfile(self) -> list[str]:
-        """Import the locustfile once (``locust --list``) so a broken file is exit 2, not a dead master."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", self.locustfiles(), "--list", "--skip-log-setup"],
-            env=self.child_env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        output = self.masker((proc.stdout + proc.stderr).strip())
-        if proc.returncode != 0:
-            tail = "\n".join(output.splitlines()[-12:])
+    def check_inputs(self) -> list[str]:
+        """Import the locustfile once (``locust --list``) and validate chain files, in subprocesses.
+
+        Both import Locust, which gevent-patches whatever imports it; the runner stays unpatched.
+        A broken input is exit status 2 before anything starts.
+        """
+        env = self.child_env()
+        checks = {
+            "locustfile": [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                self.locustfiles(),
+                "--list",
+                "--skip-log-setup",
+            ],
+        }
+        chain_files = [c["path"] for c in self.settings.chains or []]
+        if chain_files:
+            checks["chains"] = [sys.executable, "-m", "loadstack", "chain", "validate", *chain_files]
+        procs = {
+            name: subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, cmd in checks.items()
+        }
+        outputs = {name: proc.communicate(timeout=120) for name, proc in procs.items()}
+        if "chains" in procs and procs["chains"].returncode != 0:
+            raise RunError(self.masker(outputs["chains"][1].strip()), EXIT_BAD_INPUT)
+        out, err = outputs["locustfile"]
+        if procs["locustfile"].returncode != 0:
+            tail = "\n".join(self.masker((out + err).strip()).splitlines()[-12:])
             raise RunError(
                 f"{self.settings.locustfile}: the locustfile failed to load:\n{tail}", EXIT_BAD_INPUT
             )
-        available = [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
+        available = [line.strip() for line in out.splitlines()[1:] if line.strip()]
         missing = [c for c in self.user_class_args() if c not in available]
         if missing:
             raise RunError(
@@ -131,7 +158,51 @@ class Stack:
                 f"{self.settings.locustfile} (available: {', '.join(available) or 'none'})",
                 EXIT_BAD_INPUT,
             )
+        self.check_seed_needed(chain_files)
         return available
+
+    def check_seed_needed(self, chain_files: list[str]) -> None:
+        if self.settings.seed:
+            return
+        for path in chain_files:
+            with open(path, encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh) or {}
+            if isinstance(doc, dict) and doc.get("seed"):
+                raise RunError(
+                    f"{self.settings.profile_file}: seed: missing — chain {path} draws seeded customers "
+                    f"(seed: {doc['seed']}); add e.g. `seed: {{customers: 200}}` to the profile",
+                    EXIT_BAD_INPUT,
+                )
+
+    # -- seed and teardown -------------------------------------------------------
+    def seed(self) -> dict[str, Any]:
+        spec = self.settings.seed or {}
+        if not spec.get("register_path"):
+            return {"customers": spec.get("customers"), "registered": False}
+        count = int(spec["customers"])
+        say(f"seed: creating {count} synthetic customers on {self.host} …")
+        report = seed_customers(
+            str(self.host),
+            self.run_id,
+            count,
+            seed=int(spec.get("seed") or 1234),
+            register_path=spec["register_path"],
+            progress=lambda done, total: (
+                say(f"  seed: {done}/{total}") if total >= 200 and done < total else None
+            ),
+        )
+        say(f"seed: {report.created} created, {report.existing} already there")
+        if not report.ok:
+            raise RunError(
+                f"seeding failed ({len(report.errors)} errors), first: {self.masker(report.errors[0])}"
+            )
+        return {"customers": count, "created": report.created, "existing": report.existing}
+
+    def teardown(self) -> dict[str, Any]:
+        allow_remote = self.settings.env.get("LOADSTACK_ALLOW_REMOTE") == "1"
+        report = teardown_run(self.run_id, {**os.environ, **self.settings.env}, allow_remote=allow_remote)
+        say(f"teardown: {self.masker(report.line())}")
+        return self.masker.mask_obj(report.as_dict())
 
     # -- start -----------------------------------------------------------------
     def start_demo(self) -> None:
@@ -153,7 +224,17 @@ class Stack:
         if not self.demo.alive():
             raise RunError("demo platform failed to start:\n" + "\n".join(self.demo.tail[-10:]))
         self.host = url
-        say(f"demo platform: {url} (logs/demo.log)")
+        with urllib.request.urlopen(f"{url}/api/status", timeout=5) as resp:
+            status = json.load(resp)
+        say(
+            f"demo platform: {url} (store: {status['store']} — {status.get('store_reason', '')}; logs/demo.log)"
+        )
+        if status["store"] == "backend" and os.environ.get("LOADSTACK_DEMO_CONSUMER", "1") != "0":
+            cmd = [sys.executable, "-m", "loadstack", "demo", "consumer"]
+            self.consumer = Child(
+                "consumer", cmd, env=self.child_env(), log_path=self.log("consumer"), masker=self.masker
+            )
+            say("demo pipeline consumer started (logs/consumer.log)")
 
     def log(self, name: str) -> Path:
         return self.run_dir / "logs" / f"{name}.log"
@@ -230,11 +311,15 @@ class Stack:
             self.master.stop(first=signal.SIGINT, grace=30, then=signal.SIGTERM)
         for w in self.workers:
             w.stop(first=signal.SIGTERM, grace=10)
-        if self.demo is not None:
-            self.demo.stop(first=signal.SIGTERM, grace=10)
+        self.stop_platform()
+
+    def stop_platform(self) -> None:
+        for child in (self.consumer, self.demo):
+            if child is not None:
+                child.stop(first=signal.SIGTERM, grace=10)
 
     def children(self) -> list[Child]:
-        return [c for c in (self.demo, self.master, *self.workers) if c is not None]
+        return [c for c in (self.demo, self.consumer, self.master, *self.workers) if c is not None]
 
 
 def prepare(request: RunRequest) -> tuple[profiles.RunSettings, str, Path]:
@@ -315,11 +400,12 @@ class _Signals:
 
 
 def run(request: RunRequest, argv: list[str] | None = None) -> int:
-    """``loadstack run``: one headless run; returns the process exit status."""
+    """``loadstack run``: seed → headless run → teardown; returns the process exit status."""
     settings, run_id, run_dir = prepare(request)
-    run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(request, settings, run_id, run_dir)
-    stack.check_locustfile()
+    stack.check_inputs()
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once every input is known to be good
+    seed_only = request.scenario == "seed-only"
     say(
         f"run {run_id}: profile {settings.profile}, {settings.users} users, {settings.workers} workers, "
         + (
@@ -327,20 +413,29 @@ def run(request: RunRequest, argv: list[str] | None = None) -> int:
             if settings.shaped
             else f"{settings.run_time:.0f}s"
         )
+        + (" (seed only)" if seed_only else "")
     )
+    extra: dict[str, Any] = {}
     with _Signals(stack) as signals:
         try:
             if not stack.host:
                 stack.start_demo()
+            if settings.seed and not request.skip_seed and signals.received is None:
+                extra["seed"] = stack.seed()
+            if seed_only:
+                return EXIT_OK
             write_metadata(stack, argv or sys.argv)
-            stack.start_locust()
-            assert stack.master is not None
-            while stack.master.wait(0.5) is None:
-                if signals.received is not None:
-                    break
-            stack.master.wait()
+            if signals.received is None:
+                stack.start_locust()
+                assert stack.master is not None
+                while stack.master.wait(0.5) is None:
+                    if signals.received is not None:
+                        break
+                stack.master.wait()
         finally:
             stack.stop()
+            if not request.skip_teardown and not seed_only:
+                extra["teardown"] = stack.teardown()
     results.update_latest(run_dir.parent, run_id)
     summary_path = run_dir / "summary.json"
     if not summary_path.exists():
@@ -348,6 +443,9 @@ def run(request: RunRequest, argv: list[str] | None = None) -> int:
         say(f"no summary was written; the master's last lines:\n{tail}")
         return EXIT_INTERRUPTED if signals.received else EXIT_FAILURES
     summary = results.read_json(summary_path)
+    if extra:
+        summary.update(extra)
+        results.write_json(summary_path, summary)
     say("")
     results.print_table(summary)
     say(f"\nresults: {run_dir}/ (summary.json, report.html, results_*.csv)")
@@ -382,9 +480,9 @@ def ui_foreground(request: RunRequest) -> int:
     """Supervise a web-UI stack until SIGTERM/SIGINT (what ``loadstack ui`` runs in the background)."""
     request.web_ui = True
     settings, run_id, run_dir = prepare(request)
-    run_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(request, settings, run_id, run_dir)
-    stack.check_locustfile()
+    stack.check_inputs()
+    run_dir.mkdir(parents=True, exist_ok=True)
     if port_open("127.0.0.1", request.web_port):
         raise RunError(f"port {request.web_port} is in use; pass --web-port", EXIT_BAD_INPUT)
     state_path = _state_file()
@@ -392,6 +490,8 @@ def ui_foreground(request: RunRequest) -> int:
         try:
             if not stack.host:
                 stack.start_demo()
+            if settings.seed and not request.skip_seed:
+                stack.seed()
             write_metadata(stack, sys.argv)
             stack.start_locust()
             wait_until(lambda: port_open("127.0.0.1", request.web_port), timeout=60)
@@ -410,6 +510,8 @@ def ui_foreground(request: RunRequest) -> int:
                 time.sleep(0.5)
         finally:
             stack.stop()
+            if not request.skip_teardown:
+                stack.teardown()
             state_path.unlink(missing_ok=True)
     results.update_latest(run_dir.parent, run_id)
     return EXIT_OK

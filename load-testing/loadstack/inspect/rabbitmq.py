@@ -203,32 +203,51 @@ class QueueInspector:
         if self.queue_type:
             return self.queue_type
         if queue not in self._types:
-            found = self._type_from_management(queue) or self._type_from_rabbitmqctl(queue)
-            if found is None:
+            listed = {q["name"]: q["type"] for q in self.list_queues() or []}
+            if queue not in listed:
                 raise InspectError(
                     f"cannot tell whether {queue!r} is a classic, quorum or stream queue: enable the management "
                     "plugin (or run on the broker's host) or pass --queue-type"
                 )
-            self._types[queue] = found
+            self._types[queue] = listed[queue]
         return self._types[queue]
 
-    def _type_from_management(self, queue: str) -> str | None:
-        url = f"{self.management_url}/api/queues/{urllib.parse.quote(self.vhost, safe='')}/{urllib.parse.quote(queue, safe='')}"
+    def list_queues(self) -> list[dict[str, Any]] | None:
+        """Every queue of the vhost (name, type, messages): management API, else ``rabbitmqctl``; None if neither."""
+        return self._queues_from_management() or self._queues_from_rabbitmqctl()
+
+    def _queues_from_management(self) -> list[dict[str, Any]] | None:
+        url = f"{self.management_url}/api/queues/{urllib.parse.quote(self.vhost, safe='')}?columns=name,type,messages"
         request = urllib.request.Request(url)
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(request, timeout=2) as resp:
-                return json.load(resp).get("type") or "classic"
+                rows = json.load(resp)
         except (urllib.error.URLError, OSError, ValueError):
             return None
+        return [
+            {"name": r["name"], "type": r.get("type") or "classic", "messages": r.get("messages") or 0}
+            for r in rows
+        ]
 
-    def _type_from_rabbitmqctl(self, queue: str) -> str | None:
+    def _queues_from_rabbitmqctl(self) -> list[dict[str, Any]] | None:
         if not safety.is_local_host(self.host) or shutil.which("rabbitmqctl") is None:
             return None
         try:
             out = subprocess.run(
-                ["rabbitmqctl", "list_queues", "-p", self.vhost, "name", "type", "--formatter", "json", "-q"],
+                [
+                    "rabbitmqctl",
+                    "list_queues",
+                    "-p",
+                    self.vhost,
+                    "name",
+                    "type",
+                    "messages",
+                    "--formatter",
+                    "json",
+                    "-q",
+                ],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -236,10 +255,10 @@ class QueueInspector:
             rows = json.loads(out.stdout or "[]")
         except (OSError, subprocess.SubprocessError, ValueError):
             return None
-        for row in rows:
-            if row.get("name") == queue:
-                return str(row.get("type") or "classic")
-        return None
+        return [
+            {"name": r["name"], "type": r.get("type") or "classic", "messages": r.get("messages") or 0}
+            for r in rows
+        ]
 
     # -- peek ------------------------------------------------------------------
     def peek(self, queue: str, count: int = 10, *, offset: str | int = "first") -> list[PeekedMessage]:

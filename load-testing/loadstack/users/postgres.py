@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 import gevent.lock
@@ -162,17 +163,30 @@ class PostgresClient(TimedClient):
                 self.conn = None
 
     # -- statements ------------------------------------------------------------
-    def _run(self, name: str, sql: str, params: Any, fetch: str | None) -> Any:
+    def _run(self, name: str, sql: str, params: Any, fetch: str | None, check: Any = None) -> Any:
         conn = self._connection()
 
         def run() -> Any:
             with conn.cursor() as cur:
                 cur.execute(sql, params)
                 if fetch == "one":
-                    return cur.fetchone()
-                if fetch == "all":
-                    return cur.fetchall()
-                return cur.rowcount
+                    result = cur.fetchone()
+                elif fetch == "all":
+                    result = cur.fetchall()
+                elif fetch == "dicts":
+                    columns = [d.name for d in cur.description or ()]
+                    result = [
+                        {
+                            c: float(v) if isinstance(v, Decimal) else v
+                            for c, v in zip(columns, row, strict=True)
+                        }
+                        for row in cur.fetchall()
+                    ]
+                else:
+                    result = cur.rowcount
+            if check is not None:
+                check(result)  # inside the timed call: a failed check is this request's failure
+            return result
 
         try:
             return self.call(name, run)
@@ -189,6 +203,10 @@ class PostgresClient(TimedClient):
 
     def fetchall(self, name: str, sql: str, params: Any = None) -> list[tuple]:
         return self._run(name, sql, params, "all")
+
+    def query(self, name: str, sql: str, params: Any = None, *, check: Any = None) -> list[dict[str, Any]]:
+        """Rows as dicts (numerics as float); ``check(rows)`` may raise to fail the request."""
+        return self._run(name, sql, params, "dicts", check)
 
     @contextmanager
     def transaction(self, name: str) -> Iterator[PostgresClient]:

@@ -1,0 +1,94 @@
+"""``loadstack demo consumer``: takes ``order.created`` events, enriches them, writes ``order:{id}`` to Redis.
+
+This is the asynchronous hop chains measure: an order is visible in Redis
+only after this process has handled its event.  Stop it and the chains'
+consistency checks fail, which is the point of having it separate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from typing import Any
+
+import kombu
+import redis
+
+from loadstack_demo.backend_store import order_key, run_index_key
+from loadstack_demo.events import ORDERS_QUEUE, RUN_ID_HEADER, declare
+
+log = logging.getLogger("loadstack.demo.consumer")
+TAX_RATE = 0.19
+
+
+def enrich(event: dict[str, Any]) -> dict[str, Any]:
+    """What a real pipeline adds: totals, a risk band, the processing time."""
+    amount = float(event["amount"])
+    return {
+        **{k: v for k, v in event.items() if v is not None},
+        "status": "processed",
+        "tax": round(amount * TAX_RATE, 2),
+        "total": round(amount * (1 + TAX_RATE), 2),
+        "risk": "high" if amount >= 1000 else "medium" if amount >= 200 else "low",
+        "processed_at": time.time(),
+    }
+
+
+class OrderConsumer:
+    def __init__(self, amqp_url: str, redis_url: str, *, prefetch: int = 50) -> None:
+        self.amqp_url = amqp_url
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+        self.prefetch = prefetch
+        self.running = True
+        self.processed = 0
+
+    def handle(self, body: Any, message: kombu.message.Message) -> None:
+        try:
+            event = json.loads(body) if isinstance(body, str | bytes) else body
+            record = enrich(event)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropping malformed event: %s", exc)
+            message.reject(requeue=False)
+            return
+        run_id = (message.headers or {}).get(RUN_ID_HEADER)
+        key = order_key(int(record["id"]))
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={k: str(v) for k, v in record.items()})
+        if run_id:
+            pipe.sadd(run_index_key(run_id), key)
+        pipe.execute()
+        message.ack()
+        self.processed += 1
+
+    def run(self) -> None:
+        def stop(*_: Any) -> None:
+            self.running = False
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while self.running:
+            try:
+                with kombu.Connection(self.amqp_url, heartbeat=0) as conn:
+                    conn.ensure_connection(max_retries=3)
+                    declare(conn)
+                    with kombu.Consumer(
+                        conn,
+                        queues=[ORDERS_QUEUE],
+                        callbacks=[self.handle],
+                        prefetch_count=self.prefetch,
+                        accept=["json", "application/json"],
+                    ):
+                        log.warning("consumer: waiting for order events on %s", ORDERS_QUEUE.name)
+                        while self.running:
+                            try:
+                                conn.drain_events(timeout=1)
+                            except TimeoutError:
+                                continue
+            except (OSError, kombu.exceptions.KombuError, redis.RedisError) as exc:
+                if not self.running:
+                    break
+                log.error("consumer: %s: %s; reconnecting in 1s", type(exc).__name__, exc)
+                time.sleep(1)
+        log.warning("consumer: stopped after %d events", self.processed)

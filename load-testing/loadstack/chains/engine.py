@@ -1,0 +1,185 @@
+"""The chain engine: runs steps in order with data flow, conditions, branches, repeats and failure policies.
+
+Reporting: every step reports itself as a Locust request (``request_type`` =
+the step kind, ``name`` = ``chain/step``) and a whole run of the chain is one
+more request (``request_type`` ``CHAIN``, ``name`` = the chain, response time
+= end-to-end time without ``think`` pauses, failed when the chain stopped on a
+failure).  Branch choices and ``when:`` skips are counted by
+:mod:`loadstack.chains.metrics`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from loadstack.chains import metrics
+from loadstack.chains.templates import Expression, TemplateError
+
+if TYPE_CHECKING:
+    from loadstack.chains.runtime import ChainRuntime
+    from loadstack.chains.steps import Step
+
+
+class StepFailed(Exception):
+    """A step failed; its failure is already reported to Locust."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.message = message
+
+
+class Mismatch(Exception):
+    """An expectation or check did not hold (raised inside a step's timed operation)."""
+
+
+def truthy(value: Any) -> bool:
+    return bool(value)
+
+
+class ChainRun:
+    """One execution of one chain by one user: variables, the last result, step timestamps."""
+
+    def __init__(self, chain: Chain, runtime: ChainRuntime) -> None:
+        self.chain = chain
+        self.rt = runtime
+        self.vars: dict[str, Any] = dict(chain.defaults)
+        self.last: Any = None
+        self.seed: dict[str, Any] | None = runtime.draw_seed() if chain.seed else None
+        self.done_at: dict[str, float] = {}
+        self.think_s = 0.0
+
+    def scope(self, **extra: Any) -> dict[str, Any]:
+        scope = {
+            "vars": self.vars,
+            "last": self.last,
+            "run_id": self.rt.run_id,
+            "user": self.rt.identity,
+            "seed": self.seed,
+            "faker": self.rt.faker,
+        }
+        scope.update(extra)
+        return scope
+
+    def stat_name(self, step: str) -> str:
+        return f"{self.chain.name}/{step}"
+
+
+def run_sequence(steps: list[Step], run: ChainRun) -> None:
+    """Run ``steps`` in order; raises :class:`StepFailed` when a failure stops the sequence."""
+    index = {s.name: i for i, s in enumerate(steps)}
+    gotos: Counter[str] = Counter()
+    i = 0
+    while i < len(steps):
+        step = steps[i]
+        try:
+            run_step(step, run)
+        except StepFailed as failure:
+            policy = step.on_failure
+            if policy == "continue":
+                i += 1
+                continue
+            if isinstance(policy, tuple):  # ("goto", target, max)
+                _, target, limit = policy
+                gotos[step.name] += 1
+                if limit is not None and gotos[step.name] > limit:
+                    raise StepFailed(
+                        step.name, f"{failure.message} (gave up after {limit} × goto {target})"
+                    ) from None
+                i = index[target]
+                continue
+            raise
+        i += 1
+
+
+def run_step(step: Step, run: ChainRun) -> None:
+    """``when``, then ``repeat`` around the step's own execution."""
+    if step.when is not None and not _holds(step, step.when, run):
+        metrics.counters.skipped(run.chain.name, step.name)
+        return
+    repeat = step.repeat
+    if repeat is None:
+        step.execute(run)
+        return
+    times, until, while_, limit = repeat
+    if times is not None:
+        for _ in range(times):
+            step.execute(run)
+        return
+    for _ in range(limit):
+        if while_ is not None and not _holds(step, while_, run):
+            return
+        step.execute(run)
+        if until is not None and _holds(step, until, run):
+            return
+    if until is not None:
+        message = (
+            f"{run.stat_name(step.name)}: repeat until `{until.source}` did not hold after {limit} times"
+        )
+        run.rt.timed.report(run.stat_name(step.name), 0.0, request_type=step.request_type, error=message)
+        raise StepFailed(step.name, message)
+
+
+def _holds(step: Step, expr: Expression, run: ChainRun) -> bool:
+    try:
+        return truthy(expr(run.scope()))
+    except TemplateError as exc:
+        message = f"{run.stat_name(step.name)}: {exc}"
+        run.rt.timed.report(run.stat_name(step.name), 0.0, request_type=step.request_type, error=message)
+        raise StepFailed(step.name, message) from None
+
+
+class Chain:
+    """A named sequence of steps; build one from a file (``loaders``) or in Python (``steps``)."""
+
+    def __init__(
+        self,
+        name: str,
+        steps: list[Step],
+        *,
+        defaults: dict[str, Any] | None = None,
+        seed: str | None = None,
+        weight: float = 1.0,
+        description: str = "",
+        source: str | None = None,
+    ) -> None:
+        self.name = name
+        self.steps = steps
+        self.defaults = defaults or {}
+        self.seed = seed
+        self.weight = weight
+        self.description = description
+        self.source = source
+
+    def prepare(self, runtime: ChainRuntime) -> None:
+        """Once per user before the first run (e.g. bind AMQP taps so no event is missed)."""
+        for step in self.walk():
+            step.prepare(runtime, self)
+
+    def walk(self) -> list[Step]:
+        out: list[Step] = []
+        for step in self.steps:
+            out.append(step)
+            out.extend(step.children())
+        return out
+
+    def run(self, runtime: ChainRuntime) -> bool:
+        """Run once; report the CHAIN request; True when the chain completed."""
+        start = time.perf_counter()
+        error: str | None = None
+        try:
+            run = ChainRun(self, runtime)
+            run_sequence(self.steps, run)
+        except StepFailed as failure:
+            error = f"step {failure.step} failed: {failure.message}"
+        except Exception as exc:  # seed draw etc.: the chain fails, the user lives on
+            error = f"{type(exc).__name__}: {exc}"
+            run = None
+        elapsed_ms = (time.perf_counter() - start - (run.think_s if run else 0.0)) * 1000.0
+        runtime.timed.report(self.name, elapsed_ms, request_type="CHAIN", error=error)
+        return error is None
+
+    def __repr__(self) -> str:
+        return f"Chain({self.name!r}, {len(self.steps)} steps)"

@@ -1,0 +1,245 @@
+"""Teardown after a run: delete everything tagged with its run id (``loadstack run`` step 3 of 3).
+
+What carries a run id, and how it is found:
+
+* PostgreSQL: every table (outside the system schemas) with a ``run_id``
+  column; rows are deleted, tables referencing others first.
+* Redis: keys named ``loadtest:{run_id}:…`` (SCAN) and the keys listed in the
+  index set ``loadtest:{run_id}:keys`` (keys the platform wrote under other
+  names, such as the demo's ``order:{id}``).
+* RabbitMQ: queues named ``loadtest.{run_id}.…`` (listed via the management
+  API or ``rabbitmqctl``), and messages with the ``x-loadstack-run-id`` header
+  left in the platform's queues (``demo.orders``): those are taken off, the
+  others are put back.
+
+Every part is idempotent; an unreachable backend is skipped and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import amqp
+import psycopg2
+import redis
+
+from loadstack import safety
+from loadstack.inspect.rabbitmq import InspectError, QueueInspector
+from loadstack.masking import mask_patterns
+
+RUN_ID_HEADER = "x-loadstack-run-id"
+PLATFORM_QUEUES = ("demo.orders",)
+DEFAULTS = {
+    "LOADSTACK_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:5432/test",
+    "LOADSTACK_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    "LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+@dataclass
+class TeardownReport:
+    deleted: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        parts = [f"{k} {v}" for k, v in self.deleted.items() if v]
+        text = ", ".join(parts) or "nothing to delete"
+        if self.skipped:
+            text += "; skipped: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.items())
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deleted": self.deleted, "skipped": self.skipped}
+
+
+def _setting(env: dict[str, str], name: str) -> str:
+    return env.get(name) or DEFAULTS[name]
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return mask_patterns(f"{type(exc).__name__}: {text}")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+def _run_id_tables(cur: Any) -> list[str]:
+    cur.execute(
+        """SELECT format('%I.%I', c.table_schema, c.table_name)
+           FROM information_schema.columns c JOIN information_schema.tables t
+             ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+           WHERE c.column_name = 'run_id' AND t.table_type = 'BASE TABLE'
+             AND c.table_schema NOT IN ('pg_catalog', 'information_schema')
+           ORDER BY 1"""
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def postgres_teardown(dsn: str, run_id: str) -> dict[str, int]:
+    deleted: dict[str, int] = {}
+    with contextlib.closing(psycopg2.connect(dsn, connect_timeout=3)) as conn:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            pending = _run_id_tables(cur)
+            # Rows referenced by another table's rows fail with a foreign-key error until the
+            # referencing rows are gone: retry until a pass makes no progress.
+            while pending:
+                failed = []
+                for table in pending:
+                    try:
+                        cur.execute(f"DELETE FROM {table} WHERE run_id = %s", (run_id,))
+                        if cur.rowcount:
+                            deleted[table] = deleted.get(table, 0) + cur.rowcount
+                    except psycopg2.errors.ForeignKeyViolation:
+                        failed.append(table)
+                if len(failed) == len(pending):
+                    raise RuntimeError(f"cannot delete run rows from {', '.join(failed)}: foreign keys")
+                pending = failed
+    return deleted
+
+
+def postgres_remaining(dsn: str, run_id: str) -> dict[str, int]:
+    left: dict[str, int] = {}
+    with contextlib.closing(psycopg2.connect(dsn, connect_timeout=3)) as conn, conn.cursor() as cur:
+        for table in _run_id_tables(cur):
+            cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", (run_id,))
+            if n := cur.fetchone()[0]:
+                left[table] = n
+    return left
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+def _redis_keys(client: redis.Redis, run_id: str) -> set[bytes]:
+    keys = set(client.scan_iter(match=f"loadtest:{run_id}:*", count=500))
+    index = f"loadtest:{run_id}:keys".encode()
+    if index in keys or client.exists(index):
+        keys |= {k for k in client.smembers(index)}
+        keys.add(index)
+    return keys
+
+
+def redis_teardown(url: str, run_id: str) -> int:
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+    keys = sorted(_redis_keys(client, run_id))
+    deleted = 0
+    for i in range(0, len(keys), 500):
+        deleted += client.delete(*keys[i : i + 500])
+    return deleted
+
+
+def redis_remaining(url: str, run_id: str) -> int:
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+    return sum(1 for k in _redis_keys(client, run_id) if client.exists(k))
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------------
+def _run_queues(inspector: QueueInspector, run_id: str) -> list[str] | None:
+    listed = inspector.list_queues()
+    if listed is None:
+        return None
+    return [q["name"] for q in listed if q["name"].startswith(f"loadtest.{run_id}.")]
+
+
+def rabbitmq_teardown(url: str, run_id: str, platform_queues: tuple[str, ...]) -> dict[str, int]:
+    counts = {"queues": 0, "messages": 0}
+    with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
+        conn = inspector.connection()
+        for name in _run_queues(inspector, run_id) or []:
+            channel = conn.channel()
+            with contextlib.suppress(amqp.exceptions.NotFound):
+                channel.queue_delete(name)
+                counts["queues"] += 1
+            with contextlib.suppress(Exception):
+                channel.close()
+        for queue in platform_queues:
+            counts["messages"] += _remove_run_messages(conn, queue, run_id)
+    return counts
+
+
+def _remove_run_messages(conn: amqp.Connection, queue: str, run_id: str) -> int:
+    """Take this run's messages off a shared queue; every other message goes back, in order."""
+    channel = conn.channel()
+    removed, kept = 0, []
+    try:
+        try:
+            depth = channel.queue_declare(queue, passive=True).message_count
+        except amqp.exceptions.NotFound:
+            return 0
+        for _ in range(depth):
+            message = channel.basic_get(queue, no_ack=False)
+            if message is None:
+                break
+            headers = message.properties.get("application_headers") or {}
+            if headers.get(RUN_ID_HEADER) == run_id:
+                channel.basic_ack(message.delivery_tag)
+                removed += 1
+            else:
+                kept.append(message)
+        for message in reversed(kept):
+            channel.basic_reject(message.delivery_tag, requeue=True)
+    finally:
+        with contextlib.suppress(Exception):
+            channel.close()
+    return removed
+
+
+def rabbitmq_remaining(url: str, run_id: str, platform_queues: tuple[str, ...]) -> dict[str, int]:
+    left = {"queues": 0, "messages": 0}
+    with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
+        left["queues"] = len(_run_queues(inspector, run_id) or [])
+        for queue in platform_queues:
+            try:
+                depth = inspector.info(queue).messages
+                peeked = inspector.peek(queue, depth) if depth else []
+            except InspectError:
+                continue
+            left["messages"] += sum(1 for m in peeked if m.headers.get(RUN_ID_HEADER) == run_id)
+    return left
+
+
+# -- all together ----------------------------------------------------------------------------------
+def teardown(run_id: str, env: dict[str, str] | None = None, *, allow_remote: bool = False) -> TeardownReport:
+    env = dict(os.environ if env is None else env)
+    report = TeardownReport()
+    dsn, amqp_url, redis_url = (_setting(env, n) for n in DEFAULTS)
+    queues = tuple(q for q in env.get("LOADSTACK_TEARDOWN_QUEUES", ",".join(PLATFORM_QUEUES)).split(",") if q)
+    for what, url in (("postgres", dsn), ("redis", redis_url), ("rabbitmq", amqp_url)):
+        try:
+            safety.check_target(url, allow_remote=allow_remote, what=what)
+        except safety.RemoteTargetError as exc:
+            report.skipped[what] = str(exc)
+            continue
+        try:
+            if what == "postgres":
+                for table, n in postgres_teardown(dsn, run_id).items():
+                    report.deleted[f"{table} rows"] = n
+            elif what == "redis":
+                report.deleted["redis keys"] = redis_teardown(redis_url, run_id)
+            else:
+                counts = rabbitmq_teardown(amqp_url, run_id, queues)
+                report.deleted["rabbitmq queues"] = counts["queues"]
+                report.deleted["rabbitmq messages"] = counts["messages"]
+        except (
+            OSError,
+            psycopg2.Error,
+            redis.RedisError,
+            amqp.exceptions.AMQPError,
+            InspectError,
+            RuntimeError,
+        ) as exc:
+            report.skipped[what] = _why(exc)
+    return report
+
+
+def remaining(run_id: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """What still carries ``run_id`` (empty dicts/zeros after a successful teardown)."""
+    env = dict(os.environ if env is None else env)
+    dsn, amqp_url, redis_url = (_setting(env, n) for n in DEFAULTS)
+    queues = tuple(q for q in env.get("LOADSTACK_TEARDOWN_QUEUES", ",".join(PLATFORM_QUEUES)).split(",") if q)
+    return {
+        "postgres": postgres_remaining(dsn, run_id),
+        "redis_keys": redis_remaining(redis_url, run_id),
+        "rabbitmq": rabbitmq_remaining(amqp_url, run_id, queues),
+    }
