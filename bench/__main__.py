@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["connectors"]
+BENCHMARKS = ["connectors", "chains"]
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")] or BENCHMARKS
-    flags = [a for a in argv if a.startswith("-")]
+    # Leading words are benchmark names; everything from the first flag on goes to each benchmark.
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, flags = argv[:split] or BENCHMARKS, argv[split:]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(

@@ -104,6 +104,11 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
 
 
 def cmd_chain_validate(args: argparse.Namespace) -> int:
+    import warnings
+
+    # Validation builds step objects, which imports Locust (gevent-patches this short-lived
+    # process after ssl was imported; harmless here, noisy otherwise).
+    warnings.filterwarnings("ignore", message="Monkey-patching ssl")
     from loadstack.chains.loader import load_all
 
     try:

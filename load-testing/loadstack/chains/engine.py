@@ -69,8 +69,7 @@ class ChainRun:
 
 def run_sequence(steps: list[Step], run: ChainRun) -> None:
     """Run ``steps`` in order; raises :class:`StepFailed` when a failure stops the sequence."""
-    index = {s.name: i for i, s in enumerate(steps)}
-    gotos: Counter[str] = Counter()
+    gotos: Counter[str] | None = None  # built on the first goto: most runs never jump
     i = 0
     while i < len(steps):
         step = steps[i]
@@ -83,12 +82,13 @@ def run_sequence(steps: list[Step], run: ChainRun) -> None:
                 continue
             if isinstance(policy, tuple):  # ("goto", target, max)
                 _, target, limit = policy
+                gotos = gotos if gotos is not None else Counter()
                 gotos[step.name] += 1
                 if limit is not None and gotos[step.name] > limit:
                     raise StepFailed(
                         step.name, f"{failure.message} (gave up after {limit} × goto {target})"
                     ) from None
-                i = index[target]
+                i = next(n for n, s in enumerate(steps) if s.name == target)
                 continue
             raise
         i += 1

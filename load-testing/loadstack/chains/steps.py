@@ -11,7 +11,6 @@ Python API: they build the same specs a chain file does.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ import gevent
 
 from loadstack.chains import metrics
 from loadstack.chains.engine import ChainRun, Mismatch, StepFailed, run_sequence
+from loadstack.chains.jsonpath import json_get, parse_json_path
 from loadstack.chains.schema import (
     AmqpExpectSpec,
     AmqpPublishSpec,
@@ -51,39 +51,25 @@ if TYPE_CHECKING:
     from loadstack.chains.engine import Chain
     from loadstack.chains.runtime import ChainRuntime
 
-_PATH_TOKEN = re.compile(r"\.([A-Za-z_][\w\-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+
+_NO_SCOPE: dict[str, Any] = {}
+_NO_EXPECT = ExpectSpec()
+_MISSING = object()
 
 
-def parse_json_path(path: str) -> list[str | int]:
-    """``$.items[0].id`` → ``["items", 0, "id"]``; ``ValueError`` for anything else."""
-    if not path.startswith("$"):
-        raise ValueError(f"JSON path must start with '$': {path!r}")
-    parts: list[str | int] = []
-    pos = 1
-    for m in _PATH_TOKEN.finditer(path, 1):
-        if m.start() != pos:
-            break
-        key, index, quoted1, quoted2 = m.groups()
-        parts.append(int(index) if index is not None else (key or quoted1 or quoted2 or ""))
-        pos = m.end()
-    if pos != len(path):
-        raise ValueError(f"bad JSON path {path!r} near position {pos}")
-    return parts
-
-
-def json_get(doc: Any, parts: list[str | int]) -> Any:
-    cur = doc
-    for part in parts:
-        if (isinstance(part, int) and isinstance(cur, list) and part < len(cur)) or (
-            isinstance(part, str) and isinstance(cur, dict) and part in cur
-        ):
-            cur = cur[part]
-        else:
-            raise KeyError(part)
-    return cur
+def _has_template(value: Any) -> bool:
+    if isinstance(value, Template):
+        return value._expr is not None or value._template is not None
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
 
 
 def short(value: Any, limit: int = 160) -> str:
+    if isinstance(value, HttpResult):
+        value = {k: value[k] for k in ("status", "json", "text", "error")}
     try:
         text = json.dumps(value, default=str, separators=(",", ":"))
     except (TypeError, ValueError):
@@ -167,6 +153,7 @@ class Step:
         self.saves = [Extractor(var, s) for var, s in (spec.save or {}).items()]
         self.expect = spec.expect
         self.check = Expression(spec.check) if spec.check else None
+        self._constants: dict[int, Any] = {}
 
     # -- structure -------------------------------------------------------------------------
     def children(self) -> list[Step]:
@@ -199,6 +186,13 @@ class Step:
         raise NotImplementedError
 
     def render(self, run: ChainRun, value: Any) -> Any:
+        # Constants are rendered once per step and reused (callers never mutate them).
+        static = self._constants.get(id(value), _MISSING)
+        if static is not _MISSING:
+            return static
+        if not _has_template(value):
+            static = self._constants[id(value)] = render_value(value, _NO_SCOPE)
+            return static
         try:
             return render_value(value, run.scope())
         except TemplateError as exc:
@@ -216,9 +210,10 @@ class Step:
                 raise Mismatch(f"check `{self.check.source}`: {exc}") from None
             if not ok:
                 raise Mismatch(f"check `{self.check.source}` is false; observed {short(last)}")
-        scope = run.scope(last=last)
-        for extractor in self.saves:
-            run.vars[extractor.var] = extractor(last, scope)
+        if self.saves:
+            scope = run.scope(last=last)
+            for extractor in self.saves:
+                run.vars[extractor.var] = extractor(last, scope)
         run.last = last
         run.done_at[self.name] = time.perf_counter()
 
@@ -251,11 +246,23 @@ class HttpStep(Step):
         self.headers = compile_value(h.headers or {})
         self.json = compile_value(h.json_body)
         self.body = Template(h.body) if h.body is not None else None
+        # A request without templates is rendered once, here, not on every run.
+        self._static = None if _has_template(self.templates()) else self._render_all(None)
 
     def templates(self) -> list[Any]:
         return [self.path, self.headers, self.json, self.body]
 
     def request(self, run: ChainRun) -> dict[str, Any]:
+        return self._static if self._static is not None else self._render_all(run)
+
+    def _render_all(self, run: ChainRun | None) -> dict[str, Any]:
+        if run is None:
+            return {
+                "path": render_value(self.path, _NO_SCOPE),
+                "headers": render_value(self.headers, _NO_SCOPE) or None,
+                "json": render_value(self.json, _NO_SCOPE),
+                "data": render_value(self.body, _NO_SCOPE) if self.body is not None else None,
+            }
         return {
             "path": self.render(run, self.path),
             "headers": self.render(run, self.headers) or None,
@@ -285,7 +292,7 @@ class HttpStep(Step):
             resp.success()
 
     def check_expectations(self, last: Any) -> None:
-        e = self.expect or ExpectSpec()
+        e = self.expect or _NO_EXPECT
         status = last["status"]
         if e.status is not None:
             allowed = e.status if isinstance(e.status, list) else [e.status]
@@ -316,23 +323,44 @@ def _error_tail(last: dict[str, Any]) -> str:
     return f" with body {short(body, 120)}" if body else ""
 
 
-def http_result(resp: Any) -> dict[str, Any]:
-    headers = {k.lower(): v for k, v in (resp.headers or {}).items()}
-    text = resp.text or "" if resp.status_code else ""
-    data = None
-    if "json" in headers.get("content-type", "") and text:
+class HttpResult(dict):
+    """``last`` of an HTTP step: ``status``, ``headers``, ``error`` up front; ``text`` and ``json`` on first use.
+
+    Most steps never look at the body; decoding and parsing it only when an
+    expectation, a save or a later template asks keeps the engine's overhead small.
+    """
+
+    def __init__(self, resp: Any) -> None:
+        error = getattr(resp, "error", None)
+        super().__init__(status=resp.status_code, error=f"{type(error).__name__}: {error}" if error else None)
+        self._resp = resp
+
+    def __missing__(self, key: str) -> Any:
+        if key == "headers":
+            value: Any = {k.lower(): v for k, v in (self._resp.headers or {}).items()}
+        elif key == "text":
+            value = (self._resp.text or "")[:4096] if self["status"] else ""
+        elif key == "json":
+            value = None
+            if "json" in self["headers"].get("content-type", "") and self["text"]:
+                try:
+                    value = json.loads(self._resp.text)
+                except ValueError:
+                    value = None
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
         try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-    error = getattr(resp, "error", None)
-    return {
-        "status": resp.status_code,
-        "headers": headers,
-        "json": data,
-        "text": text[:4096],
-        "error": f"{type(error).__name__}: {error}" if error else None,
-    }
+            return self[key]
+        except KeyError:
+            return default
+
+
+def http_result(resp: Any) -> HttpResult:
+    return HttpResult(resp)
 
 
 class WsStep(Step):

@@ -7,13 +7,19 @@ from typing import ClassVar
 
 from locust import between, task
 
-from loadstack.chains import loader
+from loadstack import plugin
+from loadstack.chains import loader, metrics
 from loadstack.chains.engine import Chain
 from loadstack.chains.runtime import ChainRuntime
 from loadstack.users.base import RequestFailure
 from loadstack.users.http import HttpUser
 
 log = logging.getLogger("loadstack.chains")
+
+# Chains ride on loadstack's plugin: counters travel with worker reports, summary.json gets `chains`.
+if metrics.counters.attach not in plugin.init_hooks:
+    plugin.init_hooks.append(metrics.counters.attach)
+plugin.summary_sections["chains"] = metrics.section
 
 
 class ChainUser(HttpUser):
@@ -49,7 +55,9 @@ class ChainUser(HttpUser):
     @task
     def run_weighted_chain(self) -> None:
         chains = self.get_chains()
-        if chains:
+        if len(chains) == 1:
+            chains[0].run(self.chain_runtime)
+        elif chains:
             chain = self.chain_runtime.rng.choices(chains, weights=[c.weight for c in chains])[0]
             chain.run(self.chain_runtime)
 
