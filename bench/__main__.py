@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["connectors", "chains"]
+BENCHMARKS = ["connectors", "chains", "exporter"]
 
 
 def main(argv: list[str]) -> int:

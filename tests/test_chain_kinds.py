@@ -85,21 +85,32 @@ def test_every_step_kind_and_control_flow(tmp_path: Path) -> None:
         chains=[{"path": str(tmp_path / "kinds.yml"), "weight": 3}, {"path": str(tmp_path / "retry.yml")}],
     )
     out = loadstack("run", "--profile", str(profile), "--run-id", "kinds", "--results-dir", str(tmp_path))
-    assert out.returncode == 1, out.stdout + out.stderr  # the tolerated 404s and the retry chain fail by design
+    assert out.returncode == 1, (
+        out.stdout + out.stderr
+    )  # the tolerated 404s and the retry chain fail by design
     doc = summary(tmp_path, "kinds")
     rows = rows_by_name(doc)
     kinds = rows[("CHAIN", "kinds")]
     assert kinds["count"] >= 10 and kinds["failures"] == 0, doc["errors"]
     for kind, step in [
-        ("WS", "ws_start"), ("WS", "ws_stop"), ("AMQP", "publish"), ("AMQP", "tapped"), ("REDIS", "cache_set"),
-        ("REDIS", "cache_get"), ("SQL", "one"), ("HTTP", "status_until_ok"), ("HTTP", "health_twice"),
+        ("WS", "ws_start"),
+        ("WS", "ws_stop"),
+        ("AMQP", "publish"),
+        ("AMQP", "tapped"),
+        ("REDIS", "cache_set"),
+        ("REDIS", "cache_get"),
+        ("SQL", "one"),
+        ("HTTP", "status_until_ok"),
+        ("HTTP", "health_twice"),
     ]:
         row = rows[(kind, f"kinds/{step}")]
         assert row["count"] >= kinds["count"] and row["failures"] == 0, (step, row, doc["errors"])
     assert rows[("HTTP", "kinds/health_twice")]["count"] >= 2 * kinds["count"]
     assert rows[("WS", "kinds/ws_start/connect")]["count"] >= 1
     tolerated = rows[("HTTP", "kinds/tolerated")]
-    assert tolerated["failures"] == tolerated["count"] >= kinds["count"], "continue: failed but the chain went on"
+    assert tolerated["failures"] == tolerated["count"] >= kinds["count"], (
+        "continue: failed but the chain went on"
+    )
     retry = rows[("CHAIN", "retry")]
     attempts = rows[("HTTP", "retry/needs_token")]
     assert retry["count"] >= 1 and retry["failures"] == retry["count"]

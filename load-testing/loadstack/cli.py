@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import yaml
 
@@ -33,6 +34,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
     p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
+    p.add_argument(
+        "--no-metrics", action="store_true", help="no Prometheus exporter (default: /metrics on :9646)"
+    )
     p.add_argument("--skip-seed", action="store_true", help="do not create the profile's seed data first")
     p.add_argument("--skip-teardown", action="store_true", help="keep the data this run created")
     p.add_argument(
@@ -56,6 +60,7 @@ def _request(args: argparse.Namespace) -> runner.RunRequest:
         allow_remote=args.allow_remote,
         web_port=getattr(args, "web_port", 8089),
         skip_seed=args.skip_seed,
+        metrics=not args.no_metrics,
         skip_teardown=args.skip_teardown,
         scenario=args.scenario,
     )
@@ -119,6 +124,31 @@ def cmd_chain_validate(args: argparse.Namespace) -> int:
     for chain in chains:
         print(f"{chain.source}: ok ({chain.name}, {len(chain.walk())} steps)")
     return runner.EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from loadstack import paths, results
+    from loadstack.report.locate import describe_run, grafana_url
+
+    root = Path(args.results_dir) if args.results_dir else paths.results_root()
+    run_ids = args.run_ids or ["latest"]
+    found = [results.run_dir(root, r) for r in run_ids]
+    missing = [r for r, d in zip(run_ids, found, strict=True) if not (d / "summary.json").exists()]
+    if missing:
+        print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    for run_dir in found:
+        print("\n".join(describe_run(run_dir)))
+    print(f"Grafana dashboard (compose stack): {grafana_url(found[-1].name)}")
+    return runner.EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from loadstack.metrics import dashboard
+
+    return dashboard.main(
+        (["--check"] if args.check else []) + (["--output", args.output] if args.output else [])
+    )
 
 
 def cmd_demo_serve(args: argparse.Namespace) -> int:
@@ -254,6 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_chain_validate)
+
+    p = sub.add_parser("report", help="where a run's reports are, and its Grafana dashboard")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="default: latest")
+    p.add_argument("--results-dir", help="default: ./results")
+    p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("dashboard", help="regenerate (or --check) infra/grafana/dashboards/load-testing.json")
+    p.add_argument("--check", action="store_true", help="exit 1 if the committed JSON is stale")
+    p.add_argument("--output", help="write here instead")
+    p.set_defaults(handler=cmd_dashboard)
 
     demo = sub.add_parser("demo", help="the built-in demo platform").add_subparsers(
         dest="demo_command", required=True, metavar="ACTION"

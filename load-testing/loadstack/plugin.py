@@ -33,6 +33,7 @@ from locust.stats import RequestStats, StatsEntry
 from loadstack import profiles, results, runcontext, shape
 from loadstack.inspect import sampling
 from loadstack.masking import Masker
+from loadstack.metrics import server as metrics_server
 
 log = logging.getLogger("loadstack")
 progress_log = logging.getLogger("loadstack.progress")
@@ -70,6 +71,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     role = role_of(runner)
     class_stats = UserClassStats(environment, role)
     environment.loadstack_class_stats = class_stats  # type: ignore[attr-defined]
+    metrics_server.install(environment, role)
     if role != "worker":
         observer = RunObserver(environment, ctx, class_stats)
         observer.attach()

@@ -64,6 +64,7 @@ class RunRequest:
     web_port: int = 8089
     skip_seed: bool = False
     skip_teardown: bool = False
+    metrics: bool = True
     scenario: str = "run"  # run | seed-only
 
 
@@ -96,6 +97,10 @@ class Stack:
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.env)
+        if not self.request.metrics:
+            env["LOCUST_METRICS_EXPORT"] = "0"
+        else:
+            env.setdefault("LOCUST_METRICS_EXPORT", "1")
         env.update(
             LOADSTACK_RUN_ID=self.run_id,
             LOADSTACK_RUN_DIR=str(self.run_dir.resolve()),
@@ -268,6 +273,13 @@ class Stack:
         cmd = [sys.executable, "-m", "locust", "-f", self.locustfiles(), "--worker"]
         return [*cmd, "--master-host", "127.0.0.1", "--master-port", str(self.master_port)]
 
+    @property
+    def metrics_url(self) -> str | None:
+        env = self.child_env()
+        if env.get("LOCUST_METRICS_EXPORT") != "1":
+            return None
+        return f"http://{env.get('LOADSTACK_METRICS_BIND', '127.0.0.1')}:{env.get('LOADSTACK_METRICS_PORT', '9646')}/metrics"
+
     def start_locust(self, tied_to_parent: bool = True) -> None:
         env = self.child_env()
         self.master = Child(
@@ -427,6 +439,8 @@ def run(request: RunRequest, argv: list[str] | None = None) -> int:
             write_metadata(stack, argv or sys.argv)
             if signals.received is None:
                 stack.start_locust()
+                if stack.metrics_url:
+                    say(f"metrics: {stack.metrics_url}")
                 assert stack.master is not None
                 while stack.master.wait(0.5) is None:
                     if signals.received is not None:

@@ -1,0 +1,94 @@
+"""Exporter overhead: request throughput with the Prometheus exporter on vs off, same process, same target.
+
+"On" is everything the exporter adds to a run: the per-request listener that
+fills the histograms, the collector, the gevent WSGI server, and a scrape of
+``/metrics`` every second (as Prometheus would).  Rounds alternate in ABBA order.
+Target: loss <= 2 % (ratio >= 0.98).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import urllib.request
+
+import gevent
+import locust  # noqa: F401  (gevent monkey-patching first)
+from locust import constant, task
+from locust.env import Environment
+
+from bench.platform import demo_platform
+from loadstack.metrics import server as metrics_server
+from loadstack.users.http import HttpUser
+
+
+class HealthUser(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def health(self) -> None:
+        self.client.get("/health")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def requests_per_second(host: str, users: int, duration: float, exporter: bool) -> float:
+    env = Environment(user_classes=[HealthUser], host=host)
+    runner = env.create_local_runner()
+    scraper = None
+    if exporter:
+        port = _free_port()
+        os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
+        metrics_server.install(env, "local")
+
+        def scrape() -> None:
+            while True:
+                gevent.sleep(1.0)
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                    resp.read()
+
+        scraper = gevent.spawn(scrape)
+    runner.start(users, spawn_rate=users)
+    gevent.sleep(1.0)
+    before = env.stats.total.num_requests
+    gevent.sleep(duration)
+    done = env.stats.total.num_requests - before
+    if scraper is not None:
+        scraper.kill()
+    runner.quit()
+    env.events.quitting.fire(environment=env)  # stops the exporter's server
+    return done / duration
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=24, help="measured rounds in total, ABBA-ordered")
+    args = parser.parse_args(argv)
+    print(
+        f"exporter: {args.users} users, {args.duration:.0f}s rounds, {args.rounds} rounds in ABBA order (median)"
+    )
+    on: list[float] = []
+    off: list[float] = []
+    with demo_platform(store="memory") as host:
+        for i in range(args.rounds):
+            exporter = (True, False, False, True)[i % 4]
+            (on if exporter else off).append(requests_per_second(host, args.users, args.duration, exporter))
+    a, b = statistics.median(off), statistics.median(on)
+    ratio = b / a
+    print(f"{'HTTP GET /health':<26} exporter off {a:>8.0f} req/s   on {b:>8.0f} req/s   ratio {ratio:.3f}")
+    print(
+        f"exporter: throughput ratio {ratio:.3f} (target >= 0.98) -> {'OK' if ratio >= 0.98 else 'BELOW TARGET'}"
+    )
+    return {"off": a, "on": b, "ratio": ratio}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Metric families for ``/metrics``, built on each scrape from the aggregated state and the runner.
+
+Every series carries ``run_id`` and ``profile`` labels.  Labels rather than only an
+info metric: each run gets its own series, so ``rate()`` never mixes two runs and
+dashboards filter with a plain ``{run_id=~"$run_id"}``; the price, one set of
+series per run, is what a load-testing Prometheus is for.  ``loadstack_run_info``
+adds the target host (kept off the other series: it can be long and it is the
+same for the whole run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import accumulate
+from typing import Any
+
+from locust.env import Environment
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from loadstack.metrics.aggregate import BUCKETS, RequestMetrics
+
+WORKER_STATES = ("ready", "spawning", "running", "stopped", "missing")
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], acc: list[Any]) -> None:
+    cumulative = list(accumulate(acc[3]))
+    buckets = [(repr(b), c) for b, c in zip(BUCKETS, cumulative, strict=False)] + [("+Inf", cumulative[-1])]
+    family.add_metric(labels, buckets, acc[2])
+
+
+class LoadstackCollector(Collector):
+    def __init__(
+        self, environment: Environment, metrics: RequestMetrics, run_id: str, profile: str, host: str
+    ) -> None:
+        self.env = environment
+        self.metrics = metrics
+        self.run = [run_id, profile]
+        self.host = host
+        self.chains: set[str] = set()
+
+    def collect(self) -> Iterator[Any]:
+        base = ["run_id", "profile"]
+        info = InfoMetricFamily("loadstack_run", "The run this exporter belongs to", labels=base)
+        info.add_metric(self.run, {"host": self.host})
+        yield info
+
+        requests = CounterMetricFamily(
+            "locust_requests", "Requests by outcome", labels=[*base, "method", "name", "status"]
+        )
+        duration = HistogramMetricFamily(
+            "locust_request_duration_seconds", "Request duration", labels=[*base, "method", "name"]
+        )
+        chain_duration = HistogramMetricFamily(
+            "loadstack_chain_duration_seconds", "End-to-end duration of a chain run", labels=[*base, "chain"]
+        )
+        step_duration = HistogramMetricFamily(
+            "loadstack_chain_step_duration_seconds",
+            "Duration of a chain step",
+            labels=[*base, "chain", "step"],
+        )
+        snapshot = dict(self.metrics.requests)
+        self.chains |= {name for (method, name) in snapshot if method == "CHAIN"}
+        for (method, name), acc in sorted(snapshot.items()):
+            requests.add_metric([*self.run, method, name, "success"], acc[0])
+            requests.add_metric([*self.run, method, name, "failure"], acc[1])
+            _histogram(duration, [*self.run, method, name], acc)
+            if method == "CHAIN":
+                _histogram(chain_duration, [*self.run, name], acc)
+            else:
+                chain, sep, step = name.partition("/")
+                if sep and chain in self.chains:
+                    _histogram(step_duration, [*self.run, chain, step], acc)
+        yield requests
+        yield duration
+        yield chain_duration
+        yield step_duration
+
+        errors = CounterMetricFamily(
+            "locust_errors", "Failed requests by error", labels=[*base, "method", "name", "exception"]
+        )
+        for (method, name, error), count in sorted(self.metrics.errors.items()):
+            errors.add_metric([*self.run, method, name, error], count)
+        yield errors
+
+        runner = self.env.runner
+        users = GaugeMetricFamily("locust_users_active", "Running users", labels=base)
+        users.add_metric(self.run, runner.user_count if runner else 0)
+        yield users
+        per_class = GaugeMetricFamily(
+            "locust_users_active_per_class", "Running users per user class", labels=[*base, "user_class"]
+        )
+        counts = (
+            getattr(runner, "reported_user_classes_count", None)
+            or getattr(runner, "user_classes_count", {})
+            or {}
+        )
+        for user_class, count in sorted(counts.items()):
+            per_class.add_metric([*self.run, user_class], count)
+        yield per_class
+        rps = GaugeMetricFamily(
+            "locust_requests_per_second", "Current requests per second (all requests)", labels=base
+        )
+        rps.add_metric(self.run, self.env.stats.total.current_rps if runner else 0.0)
+        yield rps
+
+        clients = getattr(runner, "clients", None)
+        if clients is not None:
+            workers = GaugeMetricFamily("locust_workers", "Workers by state", labels=[*base, "state"])
+            for state in WORKER_STATES:
+                workers.add_metric([*self.run, state], sum(1 for c in clients.values() if c.state == state))
+            yield workers
+
+        sampler = getattr(self.env, "loadstack_queue_sampler", None)
+        if sampler is not None:
+            depth = GaugeMetricFamily(
+                "loadstack_queue_messages", "Messages ready in a queue (sampled)", labels=[*base, "queue"]
+            )
+            consumers = GaugeMetricFamily(
+                "loadstack_queue_consumers", "Consumers of a queue (sampled)", labels=[*base, "queue"]
+            )
+            for queue, (messages, count) in sorted(sampler.latest.items()):
+                depth.add_metric([*self.run, queue], messages)
+                consumers.add_metric([*self.run, queue], count)
+            yield depth
+            yield consumers

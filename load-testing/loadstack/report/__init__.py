@@ -1,0 +1,1 @@
+"""Reports over runs: where to look (``loadstack report``), combined HTML reports, comparisons."""
