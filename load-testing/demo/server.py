@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import uvicorn
 
+from loadstack_demo import faults
 from loadstack_demo.app import create_app
 from loadstack_demo.store import MemoryStore, Store
 
@@ -52,20 +54,31 @@ def make_store(kind: str) -> tuple[Store, bool, str]:
 
 
 def serve(
-    host: str = "127.0.0.1", port: int = 8000, *, store: str | None = None, log_level: str = "warning"
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    store: str | None = None,
+    latency_ms: float | None = None,
+    slow: list[str] | None = None,
+    log_level: str = "warning",
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully)."""
     kind = store or os.environ.get("LOADSTACK_DEMO_STORE", "auto")
+    rules = faults.from_env(latency_ms, slow)
     chosen, blocking, why = make_store(kind)
     app = create_app(chosen, blocking_store=blocking)
     app.state.platform.store_reason = why
     logging.basicConfig(format="%(message)s")
     log.warning("demo platform on http://%s:%d (store: %s — %s)", host, port, chosen.kind, why)
+    served: Any = app
+    if rules:
+        served = faults.LatencyMiddleware(app, rules)
+        log.warning("demo platform: added latency %s", ", ".join(f"{r.glob} +{r.ms:g} ms" for r in rules))
     # No server pings: a load-test client reads its socket only while a task runs, so a ping
     # sent between cycles would go unanswered and close healthy connections.
     # Bounded graceful shutdown: sockets of load generators that just exited may linger.
     uvicorn.run(
-        app,
+        served,
         host=host,
         port=port,
         log_level=log_level,

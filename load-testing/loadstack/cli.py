@@ -37,6 +37,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-metrics", action="store_true", help="no Prometheus exporter (default: /metrics on :9646)"
     )
+    p.add_argument(
+        "--sut-version", help="version/commit of the system under test, recorded in results/history.jsonl"
+    )
     p.add_argument("--skip-seed", action="store_true", help="do not create the profile's seed data first")
     p.add_argument("--skip-teardown", action="store_true", help="keep the data this run created")
     p.add_argument(
@@ -61,6 +64,7 @@ def _request(args: argparse.Namespace) -> runner.RunRequest:
         web_port=getattr(args, "web_port", 8089),
         skip_seed=args.skip_seed,
         metrics=not args.no_metrics,
+        sut_version=args.sut_version,
         skip_teardown=args.skip_teardown,
         scenario=args.scenario,
     )
@@ -126,21 +130,92 @@ def cmd_chain_validate(args: argparse.Namespace) -> int:
     return runner.EXIT_OK
 
 
+def _summaries_dir(args: argparse.Namespace) -> Path:
+    from loadstack import paths
+
+    return Path(args.results_dir) if args.results_dir else paths.results_root()
+
+
+def _load_summary(root: Path, run_id: str) -> dict | None:
+    from loadstack import results
+
+    path = results.run_dir(root, run_id) / "summary.json"
+    return results.read_json(path) if path.exists() else None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from loadstack import paths, results
+    from loadstack import results
+    from loadstack.report import history
+    from loadstack.report.html import runs_report
     from loadstack.report.locate import describe_run, grafana_url
 
-    root = Path(args.results_dir) if args.results_dir else paths.results_root()
-    run_ids = args.run_ids or ["latest"]
-    found = [results.run_dir(root, r) for r in run_ids]
-    missing = [r for r, d in zip(run_ids, found, strict=True) if not (d / "summary.json").exists()]
+    root = _summaries_dir(args)
+    entries = history.load(root)
+    if args.run_ids:
+        run_ids = args.run_ids
+    else:
+        run_ids = [e["run_id"] for e in entries if (root / e["run_id"] / "summary.json").exists()][
+            -args.last :
+        ]
+        run_ids = list(dict.fromkeys(run_ids)) or ["latest"]
+    summaries = [(r, _load_summary(root, r)) for r in run_ids]
+    missing = [r for r, s in summaries if s is None]
     if missing:
         print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
         return runner.EXIT_BAD_INPUT
-    for run_dir in found:
-        print("\n".join(describe_run(run_dir)))
-    print(f"Grafana dashboard (compose stack): {grafana_url(found[-1].name)}")
+    docs = [s for _, s in summaries if s is not None]
+    out = Path(args.output) if args.output else root / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(runs_report(docs, {e["run_id"]: e for e in entries}), encoding="utf-8")
+    print(f"combined report ({len(docs)} runs): {out}")
+    print("\n".join(describe_run(results.run_dir(root, docs[-1]["run_id"]))))
+    print(f"Grafana dashboard (compose stack): {grafana_url(docs[-1]['run_id'])}")
     return runner.EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from loadstack import results
+    from loadstack.report import history
+    from loadstack.report.compare import Settings, compare, format_table
+    from loadstack.report.html import comparison_page
+
+    root = _summaries_dir(args)
+    current = _load_summary(root, args.run_id)
+    if current is None:
+        print(f"loadstack compare: no results for {args.run_id} under {root}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    baseline_id = args.baseline
+    if baseline_id == "latest-passing":
+        passing = [
+            e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current["run_id"]
+        ]
+        same = [e for e in passing if e["profile"] == current["profile"]]
+        chosen = (same or passing)[-1:]
+        if not chosen:
+            print(
+                f"loadstack compare: no passing run in {root / 'history.jsonl'} to compare with; pass --baseline RUN_ID",
+                file=sys.stderr,
+            )
+            return runner.EXIT_BAD_INPUT
+        baseline_id = chosen[0]["run_id"]
+    baseline = _load_summary(root, baseline_id)
+    if baseline is None:
+        print(f"loadstack compare: no results for baseline {baseline_id} under {root}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    settings = Settings(
+        p95_tolerance=args.p95_tolerance,
+        p95_min_ms=args.p95_min_ms,
+        error_tolerance_pp=args.error_tolerance_pp,
+        alpha=args.alpha,
+    )
+    comparison = compare(baseline, current, settings)
+    print(format_table(comparison))
+    run_dir = results.run_dir(root, current["run_id"])
+    stem = run_dir / f"compare-{baseline['run_id']}"
+    results.write_json(stem.with_suffix(".json"), comparison.as_dict())
+    stem.with_suffix(".html").write_text(comparison_page(comparison, baseline, current), encoding="utf-8")
+    print(f"\ncomparison: {stem.with_suffix('.html')} (and .json)")
+    return runner.EXIT_REGRESSION if comparison.regressions else runner.EXIT_OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -152,9 +227,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_serve(args: argparse.Namespace) -> int:
+    from loadstack_demo.faults import parse_slow
     from loadstack_demo.server import serve
 
-    serve(args.host, args.port, store=args.store)
+    try:
+        for spec in args.slow or []:
+            parse_slow(spec)
+    except ValueError as exc:
+        print(f"loadstack demo serve: --slow: {exc}", file=sys.stderr)
+        return runner.EXIT_BAD_INPUT
+    serve(args.host, args.port, store=args.store, latency_ms=args.latency_ms, slow=args.slow)
     return runner.EXIT_OK
 
 
@@ -285,10 +367,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_chain_validate)
 
-    p = sub.add_parser("report", help="where a run's reports are, and its Grafana dashboard")
-    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="default: latest")
+    p = sub.add_parser("report", help="combined HTML report over runs; prints where everything is")
+    p.add_argument(
+        "run_ids", nargs="*", metavar="RUN_ID", help="default: the last --last runs of results/history.jsonl"
+    )
+    p.add_argument("--last", type=_positive_int, default=10)
+    p.add_argument("--output", help="default: results/report.html")
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("compare", help="regression check of a run against a baseline (exit 4 on regression)")
+    p.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID", help="default: latest")
+    p.add_argument("--baseline", default="latest-passing", help="RUN_ID or latest-passing (default)")
+    p.add_argument(
+        "--p95-tolerance", type=float, default=0.10, help="relative p95 increase tolerated (default 0.10)"
+    )
+    p.add_argument(
+        "--p95-min-ms", type=float, default=5.0, help="absolute p95 increase tolerated in ms (default 5)"
+    )
+    p.add_argument(
+        "--error-tolerance-pp", type=float, default=1.0, help="error-rate increase tolerated, in points"
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--results-dir", help="default: ./results")
+    p.set_defaults(handler=cmd_compare)
 
     p = sub.add_parser("dashboard", help="regenerate (or --check) infra/grafana/dashboards/load-testing.json")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed JSON is stale")
@@ -305,6 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         choices=["auto", "memory", "backend"],
         help="auto (default, $LOADSTACK_DEMO_STORE): PostgreSQL+RabbitMQ+Redis when reachable, else memory",
+    )
+    p.add_argument(
+        "--latency-ms", type=float, help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)"
+    )
+    p.add_argument(
+        "--slow",
+        action="append",
+        metavar="GLOB=MS",
+        help="add latency to matching paths ($LOADSTACK_DEMO_SLOW, ';'-separated)",
     )
     p.set_defaults(handler=cmd_demo_serve)
     p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")

@@ -30,7 +30,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
-from loadstack import profiles, results, runcontext, shape
+from loadstack import gates, profiles, results, runcontext, shape
 from loadstack.inspect import sampling
 from loadstack.masking import Masker
 from loadstack.metrics import server as metrics_server
@@ -39,6 +39,7 @@ log = logging.getLogger("loadstack")
 progress_log = logging.getLogger("loadstack.progress")
 
 PROGRESS_INTERVAL_S = float(os.environ.get("LOADSTACK_PROGRESS_INTERVAL", "5"))
+GATE_CHECK_INTERVAL_S = 2.0
 
 # Extra summary sections contributed by other features: name -> fn(environment) -> value.
 summary_sections: dict[str, Callable[[Environment], Any]] = {}
@@ -202,6 +203,9 @@ class UserClassStats:
                 b = int(bucket)
                 entry.response_times[b] = entry.response_times.get(b, 0) + n
             entry.last_request_timestamp = max(entry.last_request_timestamp or 0, d["last"])
+            # Locust's total_rps divides by the span of RequestStats.total, not the entry's.
+            total = self.stats.total
+            total.last_request_timestamp = max(total.last_request_timestamp or 0, d["last"])
 
     def on_report_to_master(self, client_id: str, data: dict) -> None:
         data[self.REPORT_KEY] = self._drain()
@@ -264,10 +268,16 @@ class RunObserver:
         if self.started is not None:
             return  # web UI restarts keep the first start time
         self.started = self.measured_from = time.time()
+        self.class_stats.stats.total.start_time = (
+            self.started
+        )  # RPS per user class counts from the test start
         warmup = float(self.settings.get("warmup") or 0)
         if warmup > 0:
             gevent.spawn_later(warmup, self.end_warmup)
         self._progress = gevent.spawn(self._progress_loop)
+        watched = [g for g in self.settings.get("gates") or [] if g.get("abort_on_breach")]
+        if watched:
+            gevent.spawn(self._watch_gates, watched, warmup)
 
     def end_warmup(self) -> None:
         self.env.runner.stats.reset_all()
@@ -275,6 +285,31 @@ class RunObserver:
         self.env.events.reset_stats.fire()
         self.measured_from = time.time()
         progress_log.info("warm-up over: stats reset")
+
+    def _watch_gates(self, watched: list[dict[str, Any]], warmup: float) -> None:
+        """Live SLO check (``abort_on_breach``): stop the run at the first breach after the gate's grace."""
+        while True:
+            gevent.sleep(GATE_CHECK_INTERVAL_S)
+            elapsed = time.time() - (self.started or time.time())
+            due = [g for g in watched if elapsed >= warmup + float(g.get("grace") or 0)]
+            if not due:
+                continue
+            snapshot = self.build_summary(time.time())
+            breaches = [r for r in gates.evaluate(due, snapshot) if r["status"] == "fail"]
+            if breaches:
+                first = breaches[0]
+                self.end_reason = f"aborted: SLO breach {first['target']} {first['metric']}"
+                log.warning(
+                    "SLO gate breached: %s %s = %s (threshold %s); stopping the run",
+                    first["target"],
+                    first["metric"],
+                    first["actual"],
+                    first["threshold"],
+                )
+                self.env.runner.quit()
+                if self.env.web_ui is not None:
+                    self.env.web_ui.stop()
+                return
 
     def expected_duration(self) -> float | None:
         if self.env.shape_class is not None:
@@ -316,7 +351,13 @@ class RunObserver:
         self.write_summary()
 
     def write_summary(self) -> None:
-        ended = time.time()
+        summary = self.build_summary(time.time())
+        if self.settings.get("gates"):
+            summary["gates"] = gates.evaluate(self.settings["gates"], summary)
+            summary["verdict"] = gates.verdict(summary["gates"])
+        results.write_json(self.ctx.run_dir / "summary.json", self._masker.mask_obj(summary))
+
+    def build_summary(self, ended: float) -> dict[str, Any]:
         runner = self.env.runner
         self.peak_users = max(self.peak_users, runner.user_count)
         extra: dict[str, Any] = {
@@ -340,7 +381,7 @@ class RunObserver:
                 value = {"error": str(exc)}
             if value is not None:
                 extra[key] = value
-        summary = results.build_summary(
+        return results.build_summary(
             self.env.stats,
             run_id=self.ctx.run_id,
             profile=self.ctx.profile,
@@ -350,7 +391,6 @@ class RunObserver:
             ended=ended,
             extra=extra,
         )
-        results.write_json(self.ctx.run_dir / "summary.json", self._masker.mask_obj(summary))
 
     def _end_reason(self, ended: float) -> str:
         if shape.outcome.get("reason"):

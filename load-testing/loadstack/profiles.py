@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loadstack import configfile, paths
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
+from loadstack.gates import Gate, load_slo, with_sources
 
 
 class Strict(BaseModel):
@@ -103,6 +104,10 @@ class Profile(Strict):
     sample_interval: PositiveSeconds = 5
     chains: list[ChainRef] | None = None
     seed: SeedSpec | None = None
+    thresholds: list[Gate] | None = None
+    slo: str | None = Field(
+        default=None, description="an SLO file with more thresholds (relative to this file)"
+    )
 
     @model_validator(mode="after")
     def _shape(self) -> Profile:
@@ -140,6 +145,7 @@ class RunSettings:
     sample_interval: float = 5
     chains: list[dict[str, Any]] | None = None
     seed: dict[str, Any] | None = None
+    gates: list[dict[str, Any]] = field(default_factory=list)
     overrides: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,16 +189,42 @@ def find_profile(name_or_path: str) -> Path:
 
 
 def load_profile(name_or_path: str) -> tuple[Profile, Path]:
+    """Load and fully check a profile, its SLO file included."""
+    profile, path, node = _load(name_or_path)
+    gates_of(profile, path, node)
+    return profile, path
+
+
+def _load(name_or_path: str) -> tuple[Profile, Path, Any]:
     path = find_profile(name_or_path)
-    profile = configfile.load(Profile, path)
+    data, node = configfile.read_document(path)
+    profile = configfile.validate(Profile, data, node, path)
     locustfile = resolve_locustfile(profile.locustfile, path)
     if not locustfile.exists():
-        _data, node = configfile.read_document(path)
         line = configfile.line_of(node, ("locustfile",))
         raise configfile.ConfigError(
             [configfile.ConfigIssue(str(path), line, "locustfile", f"file not found: {locustfile}")]
         )
-    return profile, path
+    return profile, path, node
+
+
+def gates_of(profile: Profile, path: Path, node: Any) -> list[dict[str, Any]]:
+    """The profile's SLO file gates, then its own ``thresholds``; each remembers its file and line."""
+    gates: list[dict[str, Any]] = []
+    if profile.slo:
+        slo_path = resolve_locustfile(profile.slo, path)
+        if not slo_path.exists():
+            raise configfile.ConfigError(
+                [
+                    configfile.ConfigIssue(
+                        str(path), configfile.line_of(node, ("slo",)), "slo", f"file not found: {slo_path}"
+                    )
+                ]
+            )
+        gates += load_slo(slo_path)
+    if profile.thresholds:
+        gates += with_sources(profile.thresholds, path, node, "thresholds")
+    return gates
 
 
 def resolve_locustfile(value: str, profile_path: Path) -> Path:
@@ -220,7 +252,7 @@ def resolve(
 ) -> RunSettings:
     """Profile file < environment < flags."""
     env = os.environ if env is None else env
-    profile, path = load_profile(name_or_path)
+    profile, path, node = _load(name_or_path)
     overrides: dict[str, str] = {}
 
     def pick(field_name: str, flag: Any, env_names: tuple[str, ...], default: Any, convert: Any) -> Any:
@@ -282,6 +314,7 @@ def resolve(
         if profile.chains
         else None,
         seed=profile.seed.model_dump() if profile.seed else None,
+        gates=gates_of(profile, path, node),
         overrides=overrides,
     )
     if settings.warmup >= settings.run_time:

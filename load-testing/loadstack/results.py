@@ -179,5 +179,50 @@ def format_table(summary: dict[str, Any], *, max_rows: int = 40) -> str:
     return "\n".join(lines)
 
 
+CSV_COLUMNS = [
+    "type", "name", "count", "failures", "failure_rate", "rps", "avg_ms", "min_ms", "max_ms",
+    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_bytes", "gate",
+]  # fmt: skip
+
+
+def row_gate_results(row: dict[str, Any], summary: dict[str, Any]) -> str:
+    """``pass``/``fail`` of the gates whose target covers this row ("" when none does)."""
+    import fnmatch
+
+    statuses = []
+    for result in summary.get("gates") or []:
+        target = (summary.get("_gate_targets") or {}).get(result["gate"])
+        if target is None:
+            continue
+        if target.get("total"):
+            covered = row["type"] == "" and row["name"] == "Aggregated"
+        elif target.get("chain"):
+            covered = row["type"] == "CHAIN" and row["name"] == target["chain"]
+        elif target.get("user_class"):
+            covered = False
+        else:
+            covered = (not target.get("name") or fnmatch.fnmatchcase(row["name"], target["name"])) and (
+                not target.get("request_type") or row["type"] == target["request_type"]
+            )
+        if covered:
+            statuses.append(result["status"])
+    if not statuses:
+        return ""
+    return "fail" if any(s != "pass" for s in statuses) else "pass"
+
+
+def write_summary_csv(summary: dict[str, Any], path: Path, gate_targets: dict[int, dict[str, Any]]) -> None:
+    """``summary.csv``: one row per request name/type with the key figures and its gate result, then totals."""
+    import csv
+
+    doc = {**summary, "_gate_targets": gate_targets}
+    rows = [*summary["requests"], {"type": "", "name": "Aggregated", **summary["totals"]}]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "gate": row_gate_results(row, doc)})
+
+
 def print_table(summary: dict[str, Any]) -> None:
     sys.stdout.write(format_table(summary) + "\n")

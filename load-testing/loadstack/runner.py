@@ -24,12 +24,13 @@ from typing import Any
 
 import yaml
 
-from loadstack import paths, profiles, results, runcontext, safety
+from loadstack import gates, paths, profiles, results, runcontext, safety
 from loadstack.configfile import ConfigError
 from loadstack.data.seed import seed_customers
 from loadstack.data.teardown import teardown as teardown_run
 from loadstack.masking import Masker
 from loadstack.processes import Child, free_port, port_open, wait_until
+from loadstack.report import history
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -65,6 +66,7 @@ class RunRequest:
     skip_seed: bool = False
     skip_teardown: bool = False
     metrics: bool = True
+    sut_version: str | None = None
     scenario: str = "run"  # run | seed-only
 
 
@@ -164,7 +166,30 @@ class Stack:
                 EXIT_BAD_INPUT,
             )
         self.check_seed_needed(chain_files)
+        self.check_gate_targets(available, chain_files)
         return available
+
+    def check_gate_targets(self, user_classes: list[str], chain_files: list[str]) -> None:
+        """Gates on a user class or a chain that cannot exist in this run are bad input (exit 2)."""
+        chain_names = set()
+        for path in chain_files:
+            with open(path, encoding="utf-8") as fh:
+                chain_names.add((yaml.safe_load(fh) or {}).get("name"))
+        for gate in self.settings.gates:
+            target, src = gate["target"], gate.get("source", {})
+            where = f"{src.get('file')}:{src.get('line')}: {src.get('field')}.target"
+            if target.get("user_class") and target["user_class"] not in user_classes:
+                raise RunError(
+                    f"{where}: user_class {target['user_class']!r} is not in the locustfile "
+                    f"(available: {', '.join(user_classes)})",
+                    EXIT_BAD_INPUT,
+                )
+            if target.get("chain") and target["chain"] not in chain_names:
+                raise RunError(
+                    f"{where}: chain {target['chain']!r} is not one of this run's chains "
+                    f"({', '.join(sorted(n for n in chain_names if n)) or 'none'})",
+                    EXIT_BAD_INPUT,
+                )
 
     def check_seed_needed(self, chain_files: list[str]) -> None:
         if self.settings.seed:
@@ -383,7 +408,16 @@ def write_metadata(stack: Stack, argv: list[str]) -> None:
     results.write_json(stack.run_dir / "run-metadata.json", stack.masker.mask_obj(metadata))
 
 
+EXIT_GATE_FAILED = 3
+EXIT_REGRESSION = 4
+
+
 def exit_code_for(summary: dict[str, Any]) -> int:
+    """With SLO gates: 0 pass, 3 fail, 2 a gate that matches nothing.  Without: 1 if any request failed."""
+    if summary.get("gates"):
+        return {"pass": EXIT_OK, "fail": EXIT_GATE_FAILED, "error": EXIT_BAD_INPUT}[
+            summary.get("verdict", "pass")
+        ]
     return EXIT_FAILURES if summary["totals"]["failures"] else EXIT_OK
 
 
@@ -460,12 +494,28 @@ def run(request: RunRequest, argv: list[str] | None = None) -> int:
     if extra:
         summary.update(extra)
         results.write_json(summary_path, summary)
+    results.write_summary_csv(
+        summary, run_dir / "summary.csv", dict(enumerate(g["target"] for g in settings.gates))
+    )
     say("")
     results.print_table(summary)
-    say(f"\nresults: {run_dir}/ (summary.json, report.html, results_*.csv)")
-    if signals.received is not None:
-        return EXIT_INTERRUPTED
-    return exit_code_for(summary)
+    if summary.get("gates"):
+        say("\n" + gates.format_table(summary["gates"]))
+    if "aborted" in str(summary.get("end_reason", "")):
+        say(f"run stopped early: {summary['end_reason']}")
+    code = EXIT_INTERRUPTED if signals.received is not None else exit_code_for(summary)
+    entry = history.append(
+        run_dir.parent,
+        summary,
+        run_dir=run_dir,
+        exit_code=code,
+        verdict=history.verdict_of(summary, interrupted=signals.received is not None),
+        sut_version=request.sut_version,
+    )
+    say(
+        f"\nresults: {run_dir}/ (summary.json, summary.csv, report.html, results_*.csv)   verdict: {entry['verdict']}"
+    )
+    return code
 
 
 # -- background web UI stack (loadstack ui / stop / status) -----------------------------------

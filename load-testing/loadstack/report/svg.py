@@ -1,0 +1,141 @@
+"""Inline SVG charts for the HTML reports: no JavaScript, no external resources."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+PALETTE = [
+    "#2f6fdf",
+    "#e4572e",
+    "#17a398",
+    "#f3a712",
+    "#8e44ad",
+    "#4c5b61",
+    "#d81159",
+    "#3a7d44",
+    "#ff7f11",
+    "#1b998b",
+]
+PAD_L, PAD_R, PAD_T, PAD_B = 64, 16, 32, 48
+
+
+def _nice_max(value: float) -> float:
+    if value <= 0:
+        return 1.0
+    exp = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * exp:
+            return step * exp
+    return 10 * exp
+
+
+def _frame(title: str, width: int, height: int, y_max: float, y_unit: str, kind: str) -> list[str]:
+    parts = [
+        f'<svg class="chart {kind}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<text x="{PAD_L}" y="18" class="title">{escape(title)}</text>',
+    ]
+    plot_h = height - PAD_T - PAD_B
+    for i in range(5):
+        y = PAD_T + plot_h - plot_h * i / 4
+        value = y_max * i / 4
+        label = f"{value:g}" if value < 1000 else f"{value / 1000:g}k"
+        parts.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{width - PAD_R}" y2="{y:.1f}" class="grid"/>')
+        parts.append(
+            f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">{label}{escape(y_unit)}</text>'
+        )
+    return parts
+
+
+def _legend(names: list[str], width: int, height: int) -> list[str]:
+    parts, x = [], PAD_L
+    for i, name in enumerate(names):
+        color = PALETTE[i % len(PALETTE)]
+        short = name if len(name) <= 34 else name[:33] + "…"
+        parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{color}"/>')
+        parts.append(f'<text x="{x + 14}" y="{height - 7}" class="legend">{escape(short)}</text>')
+        x += 24 + 7 * len(short)
+        if x > width - 120:
+            break
+    return parts
+
+
+def line_chart(
+    title: str,
+    x_labels: list[str],
+    series: dict[str, list[float | None]],
+    *,
+    unit: str = "ms",
+    width: int = 760,
+    height: int = 280,
+) -> str:
+    """One line per series over categorical x (e.g. runs); ``None`` leaves a gap."""
+    values = [v for ys in series.values() for v in ys if v is not None]
+    y_max = _nice_max(max(values, default=1.0) * 1.05)
+    parts = _frame(title, width, height, y_max, unit, "line")
+    plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
+    n = max(len(x_labels), 1)
+    xs = [PAD_L + (plot_w * (i + 0.5) / n) for i in range(len(x_labels))]
+    step = max(1, len(x_labels) // 10)
+    for i, label in enumerate(x_labels):
+        if i % step == 0:
+            short = label if len(label) <= 18 else label[:17] + "…"
+            parts.append(
+                f'<text x="{xs[i]:.1f}" y="{height - PAD_B + 16}" class="axis" text-anchor="middle">{escape(short)}</text>'
+            )
+    for i, (name, ys) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        points = [(xs[j], PAD_T + plot_h - plot_h * y / y_max) for j, y in enumerate(ys) if y is not None]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            parts.append(
+                f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
+        for x, y in points:
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{escape(name)}</title></circle>'
+            )
+    parts += _legend(list(series), width, height)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def cdf_points(histogram: dict[str, int]) -> list[tuple[float, float]]:
+    pairs = sorted((float(k), v) for k, v in histogram.items() if v)
+    total = sum(v for _, v in pairs) or 1
+    out, seen = [], 0
+    for value, count in pairs:
+        seen += count
+        out.append((value, seen / total))
+    return out
+
+
+def cdf_chart(title: str, curves: dict[str, dict[str, int]], *, width: int = 380, height: int = 240) -> str:
+    """Cumulative latency distributions overlaid (x: ms up to the largest p99.5, y: share of requests)."""
+    points = {name: cdf_points(h) for name, h in curves.items()}
+    cutoffs = [next((v for v, f in pts if f >= 0.995), pts[-1][0]) for pts in points.values() if pts]
+    x_max = _nice_max(max(cutoffs, default=1.0))
+    parts = _frame(title, width, height, 100.0, "%", "cdf")
+    plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
+    for i in range(5):
+        x = PAD_L + plot_w * i / 4
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - PAD_B + 16}" class="axis" text-anchor="middle">{x_max * i / 4:g}ms</text>'
+        )
+    for i, pts in enumerate(points.values()):
+        color = PALETTE[i % len(PALETTE)]
+        xy, last = [], (PAD_L, PAD_T + plot_h)
+        for value, frac in pts:
+            x = PAD_L + plot_w * min(value, x_max) / x_max
+            y = PAD_T + plot_h - plot_h * frac
+            xy += [(x, last[1]), (x, y)]  # steps
+            last = (x, y)
+        if xy:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            parts.append(
+                f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
+    parts += _legend(list(points), width, height)
+    parts.append("</svg>")
+    return "\n".join(parts)
