@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -39,3 +40,8 @@ def demo_url() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+# The suite runs natively unless a test asks for --docker: a Docker engine left running by the
+# container tests must not turn every other `loadstack run` into a compose run.
+os.environ.setdefault("LOADSTACK_RUN_MODE", "native")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import uvicorn
@@ -33,24 +34,35 @@ def setting(name: str) -> str:
 
 
 def make_store(kind: str) -> tuple[Store, bool, str]:
-    """(store, blocking, why) for ``memory`` | ``backend`` | ``auto``."""
+    """(store, blocking, why) for ``memory`` | ``backend`` | ``auto``.
+
+    ``backend`` waits up to ``$LOADSTACK_DEMO_STARTUP_WAIT`` seconds (30) for services that are
+    still starting (containers), then fails; ``auto`` tries once and falls back to memory.
+    """
     if kind == "memory":
         return MemoryStore(), False, "requested"
     from loadstack.masking import mask_patterns
     from loadstack_demo.backend_store import BackendStore
 
-    try:
-        store = BackendStore(
-            setting("LOADSTACK_POSTGRES_DSN"), setting("LOADSTACK_AMQP_URL"), setting("LOADSTACK_REDIS_URL")
-        )
-    except Exception as exc:
-        reason = mask_patterns(
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        )
-        if kind == "backend":
-            raise SystemExit(f"demo platform: backend store unavailable: {reason}") from None
-        return MemoryStore(), False, f"backend unavailable ({reason})"
-    return store, True, "PostgreSQL, RabbitMQ and Redis reachable"
+    wait = float(os.environ.get("LOADSTACK_DEMO_STARTUP_WAIT", "30")) if kind == "backend" else 0.0
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            store = BackendStore(
+                setting("LOADSTACK_POSTGRES_DSN"),
+                setting("LOADSTACK_AMQP_URL"),
+                setting("LOADSTACK_REDIS_URL"),
+            )
+        except Exception as exc:
+            if time.monotonic() < deadline:
+                time.sleep(1)
+                continue
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            reason = mask_patterns(f"{type(exc).__name__}: {first}")
+            if kind == "backend":
+                raise SystemExit(f"demo platform: backend store unavailable: {reason}") from None
+            return MemoryStore(), False, f"backend unavailable ({reason})"
+        return store, True, "PostgreSQL, RabbitMQ and Redis reachable"
 
 
 def serve(

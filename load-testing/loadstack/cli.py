@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +40,18 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sut-version", help="version/commit of the system under test, recorded in results/history.jsonl"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--docker", dest="mode", action="store_const", const="docker", help="run on the compose stack"
+    )
+    mode.add_argument(
+        "--native", dest="mode", action="store_const", const="native", help="run as local processes"
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="--docker with locally built images (docker-compose.offline.yml)",
     )
     p.add_argument("--skip-seed", action="store_true", help="do not create the profile's seed data first")
     p.add_argument("--skip-teardown", action="store_true", help="keep the data this run created")
@@ -71,22 +84,81 @@ def _request(args: argparse.Namespace) -> runner.RunRequest:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from loadstack import compose
+
+    if compose.use_docker(args.mode):
+        return compose.run(_request(args), offline=args.offline, down=args.down)
     return runner.run(_request(args), argv=["loadstack", *sys.argv[1:]])
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
+    from loadstack import compose
+
     if args.foreground:
         return runner.ui_foreground(_request(args))
+    if compose.use_docker(args.mode):
+        return compose.ui(_request(args), offline=args.offline)
     forwarded = [a for a in sys.argv[2:] if a != "--foreground"]
     return runner.ui(_request(args), forwarded)
 
 
+def _container_request(args: argparse.Namespace) -> runner.RunRequest:
+    """Settings of a container role: flags, else the environment compose passes."""
+    env = os.environ
+    return runner.RunRequest(
+        profile=args.profile or env.get("LOADSTACK_PROFILE") or "platform",
+        host=env.get("LOCUST_HOST"),
+        workers=int(env["LOADSTACK_WORKERS"]) if env.get("LOADSTACK_WORKERS") else None,
+        run_id=env.get("LOADSTACK_RUN_ID") or None,
+        results_dir=env.get("LOADSTACK_RESULTS_DIR") or None,
+        skip_seed=env.get("LOADSTACK_SKIP_SEED") == "1",
+        skip_teardown=env.get("LOADSTACK_SKIP_TEARDOWN") == "1",
+        sut_version=env.get("LOADSTACK_SUT_VERSION") or None,
+        web_port=int(env.get("LOADSTACK_WEB_PORT_IN_CONTAINER", "8089")),
+        external_workers=True,
+        bind="0.0.0.0",  # inside the compose network; host ports are published on 127.0.0.1 only
+        master_host=args.master_host,
+        master_port=5557,
+    )
+
+
+def cmd_master(args: argparse.Namespace) -> int:
+    request = _container_request(args)
+    headless = args.headless or os.environ.get("LOADSTACK_MODE", "ui") == "headless"
+    if headless:
+        return runner.run(request, argv=["loadstack", *sys.argv[1:]])
+    return runner.ui_foreground(request)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    runner.worker_exec(_container_request(args))
+    return runner.EXIT_OK  # not reached: the process became the Locust worker
+
+
 def cmd_stop(_: argparse.Namespace) -> int:
-    return runner.stop()
+    from loadstack import compose
+
+    code = runner.stop()
+    if compose.running():
+        print("stopping the compose stack (volumes are kept; `just stack down` removes them) …")
+        compose.Compose(offline=compose.offline_wanted()).run("down", "--remove-orphans")
+    return code
 
 
 def cmd_status(_: argparse.Namespace) -> int:
-    return runner.status()
+    from loadstack import compose
+
+    code = runner.status()
+    if compose.running():
+        print("compose stack:")
+        compose.stack("ps")
+    return code
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from loadstack import compose
+
+    return compose.stack(args.action, offline=args.offline, workers=args.workers, follow=args.follow)
 
 
 def cmd_profile_validate(args: argparse.Namespace) -> int:
@@ -305,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="headless run of a profile (master + workers)")
     _run_flags(p)
+    p.add_argument(
+        "--down", action="store_true", help="--docker: remove the whole stack (volumes too) afterwards"
+    )
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser(
@@ -315,7 +390,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
 
+    p = sub.add_parser("master", help="container role: the Locust master of a run (web UI, or --headless)")
+    p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
+    p.add_argument("--headless", action="store_true", help="a headless run (default: $LOADSTACK_MODE)")
+    p.add_argument("--master-host", default="master", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_master)
+    p = sub.add_parser("worker", help="container role: a Locust worker of the master's run")
+    p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
+    p.add_argument("--master-host", default="master", help="default: master (the compose service)")
+    p.set_defaults(handler=cmd_worker)
+
     sub.add_parser("stop", help="stop the background web UI stack").set_defaults(handler=cmd_stop)
+    p = sub.add_parser("stack", help="the compose stack: up | down | logs | ps")
+    p.add_argument("action", choices=["up", "down", "logs", "ps"])
+    p.add_argument("--offline", action="store_true", help="locally built images (docker-compose.offline.yml)")
+    p.add_argument("--workers", type=_positive_int, help="up: number of worker containers")
+    p.add_argument("--follow", "-f", action="store_true", help="logs: follow")
+    p.set_defaults(handler=cmd_stack)
     sub.add_parser("status", help="what is running, with pids and ports").set_defaults(handler=cmd_status)
 
     prof = sub.add_parser("profile", help="validate or show load profiles").add_subparsers(

@@ -66,10 +66,13 @@ def secret_values_from_env(environ: Mapping[str, str]) -> set[str]:
             values.add(value)
         if "://" in value:
             try:
-                password = urlsplit(value).password
+                parts = urlsplit(value)
+                password, username = parts.password, parts.username
             except ValueError:
-                password = None
-            if password:
+                password = username = None
+            # user == password is a local dev default (e.g. loadstack:loadstack); masking that word
+            # everywhere would garble every log line, and inside URLs the pattern masks it anyway.
+            if password and password != username:
                 values.add(password)
     return {v for v in values if len(v) >= _MIN_LITERAL}
 

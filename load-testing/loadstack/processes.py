@@ -47,7 +47,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 class Child:
-    """One supervised process."""
+    """One supervised process; ``on_line(raw, masked)`` sees each output line (print only ``masked``)."""
 
     def __init__(
         self,
@@ -57,7 +57,7 @@ class Child:
         env: dict[str, str],
         log_path: Path,
         masker: Masker,
-        on_line: Callable[[str], None] | None = None,
+        on_line: Callable[[str, str], None] | None = None,
         tied_to_parent: bool = True,
     ) -> None:
         self.name = name
@@ -91,13 +91,14 @@ class Child:
         assert self.proc.stdout is not None
         with open(self.log_path, "a", encoding="utf-8") as log:
             for raw in self.proc.stdout:
-                line = self._masker(raw.rstrip("\n"))
+                original = raw.rstrip("\n")
+                line = self._masker(original)
                 log.write(line + "\n")
                 log.flush()
                 self.tail.append(line)
                 del self.tail[:-40]
                 if self._on_line is not None:
-                    self._on_line(line)
+                    self._on_line(original, line)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -293,9 +293,17 @@ def resolve(
         profile_file=str(path),
         description=profile.description,
         locustfile=str(resolve_locustfile(profile.locustfile, path)),
-        users=pick("users", users, ("LOCUST_USERS",), profile.users, positive_int),
-        spawn_rate=pick("spawn_rate", spawn_rate, ("LOCUST_SPAWN_RATE",), profile.spawn_rate, positive_float),
-        run_time=pick("run_time", run_time, ("LOCUST_RUN_TIME",), profile.run_time, duration),
+        users=pick("users", users, ("LOADSTACK_USERS", "LOCUST_USERS"), profile.users, positive_int),
+        spawn_rate=pick(
+            "spawn_rate",
+            spawn_rate,
+            ("LOADSTACK_SPAWN_RATE", "LOCUST_SPAWN_RATE"),
+            profile.spawn_rate,
+            positive_float,
+        ),
+        run_time=pick(
+            "run_time", run_time, ("LOADSTACK_RUN_TIME", "LOCUST_RUN_TIME"), profile.run_time, duration
+        ),
         warmup=profile.warmup,
         workers=pick(
             "workers", workers, ("LOADSTACK_WORKERS",), profile.workers or (os.cpu_count() or 1), positive_int

@@ -68,6 +68,12 @@ class RunRequest:
     metrics: bool = True
     sut_version: str | None = None
     scenario: str = "run"  # run | seed-only
+    # Container roles (``loadstack master`` / ``loadstack worker``): workers run elsewhere and
+    # reach the master over the compose network.
+    external_workers: bool = False
+    bind: str = "127.0.0.1"
+    master_host: str = "127.0.0.1"
+    master_port: int | None = None
 
 
 def say(message: str) -> None:
@@ -91,7 +97,7 @@ class Stack:
         self.master: Child | None = None
         self.workers: list[Child] = []
         self.host = settings.host
-        self.master_port = free_port()
+        self.master_port = request.master_port or free_port()
         self.web_url: str | None = None
         self._stopping = threading.Event()
 
@@ -272,7 +278,7 @@ class Stack:
     def master_cmd(self) -> list[str]:
         s = self.settings
         cmd = [sys.executable, "-m", "locust", "-f", self.locustfiles(), "--master"]
-        cmd += ["--master-bind-host", "127.0.0.1", "--master-bind-port", str(self.master_port)]
+        cmd += ["--master-bind-host", self.request.bind, "--master-bind-port", str(self.master_port)]
         cmd += ["--expect-workers", str(s.workers), "--expect-workers-max-wait", "90"]
         cmd += [
             "--csv",
@@ -283,7 +289,7 @@ class Stack:
         ]
         cmd += ["--host", str(self.host), "-u", str(s.users), "-r", str(s.spawn_rate)]
         if self.request.web_ui:
-            cmd += ["--web-host", "127.0.0.1", "--web-port", str(self.request.web_port)]
+            cmd += ["--web-host", self.request.bind, "--web-port", str(self.request.web_port)]
         else:
             cmd += ["--headless", "--only-summary"]
             if not s.shaped:
@@ -296,7 +302,7 @@ class Stack:
 
     def worker_cmd(self) -> list[str]:
         cmd = [sys.executable, "-m", "locust", "-f", self.locustfiles(), "--worker"]
-        return [*cmd, "--master-host", "127.0.0.1", "--master-port", str(self.master_port)]
+        return [*cmd, "--master-host", self.request.master_host, "--master-port", str(self.master_port)]
 
     @property
     def metrics_url(self) -> str | None:
@@ -316,7 +322,7 @@ class Stack:
             on_line=self._relay,
             tied_to_parent=tied_to_parent,
         )
-        for i in range(1, self.settings.workers + 1):
+        for i in range(1, 0 if self.request.external_workers else self.settings.workers + 1):
             self.workers.append(
                 Child(
                     f"worker-{i}",
@@ -330,13 +336,13 @@ class Stack:
         if self.request.web_ui:
             self.web_url = f"http://127.0.0.1:{self.request.web_port}"
 
-    def _relay(self, line: str) -> None:
-        """Echo what a user watching the run needs: progress, warnings, errors."""
+    def _relay(self, raw: str, masked: str) -> None:
+        """Echo what a user watching the run needs: progress, warnings, errors (always the masked text)."""
         marker = "/loadstack.progress: "
-        if marker in line:
-            say("  " + line.split(marker, 1)[1])
-        elif any(f"/{lvl}/" in line for lvl in ("WARNING", "ERROR", "CRITICAL")):
-            say("  " + line.split("] ", 1)[-1])
+        if marker in raw:
+            say("  " + (masked.split(marker, 1)[1] if marker in masked else masked.split(": ", 1)[-1]))
+        elif any(f"/{lvl}/" in raw for lvl in ("WARNING", "ERROR", "CRITICAL")):
+            say("  " + masked.split("] ", 1)[-1])
 
     # -- stop ------------------------------------------------------------------
     def stop(self) -> None:
@@ -579,6 +585,17 @@ def ui_foreground(request: RunRequest) -> int:
             state_path.unlink(missing_ok=True)
     results.update_latest(run_dir.parent, run_id)
     return EXIT_OK
+
+
+def worker_exec(request: RunRequest) -> None:
+    """Become a Locust worker of this run (``loadstack worker``, the compose ``worker`` service)."""
+    settings, run_id, run_dir = prepare(request)
+    stack = Stack(request, settings, run_id, run_dir)
+    say(
+        f"worker of run {run_id} (profile {settings.profile}) -> master {request.master_host}:{stack.master_port}"
+    )
+    cmd = stack.worker_cmd()
+    os.execvpe(cmd[0], cmd, stack.child_env())
 
 
 def ui(request: RunRequest, extra_args: list[str]) -> int:
