@@ -12,6 +12,10 @@ default:
 load-test *args:
     {{python}} -m loadstack "$@"
 
+# The plain compose stack: just stack up [--workers N] [--offline] | down | logs [-f] | ps
+stack *args:
+    {{python}} -m loadstack stack "$@"
+
 # Install test extras, make sure PostgreSQL/Redis/RabbitMQ answer locally, run the whole suite.
 test *args:
     {{python}} -m pip install -q -e '.[test]'
@@ -23,6 +27,12 @@ test-quick *args:
     {{python}} -m pip install -q -e '.[test]'
     bash infra/dev/ensure-services.sh
     {{python}} -m pytest -m "not slow and not docker" "$@"
+
+# Only the container end-to-end tests (starts dockerd and builds the offline images if needed).
+test-docker *args:
+    {{python}} -m pip install -q -e '.[test]'
+    bash infra/dev/ensure-services.sh
+    {{python}} -m pytest -m docker "$@"
 
 # ruff lint + format check.
 lint:

@@ -89,7 +89,25 @@ def use_docker(request_mode: str | None) -> bool:
         return True
     if mode == "native":
         return False
-    return engine_answers()
+    if not engine_answers():
+        return False
+    if not images_ready():
+        # An engine without built images would mean a long (or, air-gapped, failing) build
+        # behind a plain `loadstack run`: say so and stay native.
+        say(
+            "a Docker engine answers but the stack's images are not built; running natively "
+            "(build them with infra/offline/build-images.sh, or force with --docker)"
+        )
+        return False
+    return True
+
+
+def images_ready() -> bool:
+    """The loadstack image and one complete set of backend images (official or offline) exist."""
+    if not _image_exists(os.environ.get("LOADSTACK_IMAGE", "loadstack:dev")):
+        return False
+    official = os.environ.get("LOADSTACK_POSTGRES_IMAGE", "postgres:16.4-bookworm")
+    return _image_exists(official) or all(_image_exists(i) for i in OFFLINE_IMAGES)
 
 
 def _image_exists(image: str) -> bool:

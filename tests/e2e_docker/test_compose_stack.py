@@ -97,15 +97,37 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_scaled_stack_runs_every_protocol_and_leaves_nothing(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def engine_and_images() -> None:
+    """A Docker engine (started if none answers) and the offline images (cached by content hash)."""
     started = subprocess.run([str(ROOT / "infra/offline/start-dockerd.sh")], capture_output=True, text=True)
     assert started.returncode == 0, f"no Docker engine could be started: {started.stderr}"
     built = subprocess.run(
         [str(ROOT / "infra/offline/build-images.sh")], capture_output=True, text=True, timeout=1200
     )
     assert built.returncode == 0, built.stderr[-3000:]
+
+
+def _auto_mode(**env: str) -> subprocess.CompletedProcess:
+    code = "from loadstack import compose; print(compose.use_docker(None))"
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "LOADSTACK_RUN_MODE": "auto", **env},
+    )  # fmt: skip
+
+
+@pytest.mark.docker
+def test_auto_mode_uses_the_stack_only_when_its_images_exist(engine_and_images: None) -> None:
+    ready = _auto_mode()
+    assert ready.stdout.strip() == "True", ready.stdout + ready.stderr
+    missing = _auto_mode(LOADSTACK_IMAGE="loadstack/not-built:none")
+    assert missing.stdout.strip().splitlines()[-1] == "False"
+    assert "images are not built; running natively" in missing.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: None, tmp_path: Path) -> None:
 
     ports = {
         name: str(_free_port())
