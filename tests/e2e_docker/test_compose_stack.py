@@ -128,7 +128,6 @@ def test_auto_mode_uses_the_stack_only_when_its_images_exist(engine_and_images: 
 @pytest.mark.docker
 @pytest.mark.slow
 def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: None, tmp_path: Path) -> None:
-
     ports = {
         name: str(_free_port())
         for name in (
