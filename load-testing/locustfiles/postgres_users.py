@@ -140,7 +140,7 @@ class ShopDatabaseUser(PostgresUser):
 class PoolSaturationUser(PostgresUser):
     """Many users, few connections: watch ``pool/acquire`` climb as the pool saturates."""
 
-    wait_time = between(0.05, 0.2)
+    wait_time = between(0.01, 0.05)
     pool = SharedPool(default_dsn(), int(os.environ.get("LOADSTACK_PG_POOL_SIZE", "5")), acquire_timeout=2.0)
 
     @task

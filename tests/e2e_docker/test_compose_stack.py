@@ -186,7 +186,10 @@ def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: 
             "loadstack_chain_duration_seconds_bucket",
         ):
             assert metric in scraped[-1], metric
-        query = urllib.parse.urlencode({"query": f'sum(locust_requests_total{{run_id="{run_id}"}})'})
+        # The master is gone by now, so its series are stale at "now": look back over the run.
+        query = urllib.parse.urlencode(
+            {"query": f'sum(max_over_time(locust_requests_total{{run_id="{run_id}"}}[10m]))'}
+        )
         with urllib.request.urlopen(
             f"http://127.0.0.1:{ports['LOADSTACK_PROMETHEUS_PORT']}/api/v1/query?{query}", timeout=10
         ) as resp:
