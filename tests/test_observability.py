@@ -281,10 +281,16 @@ def test_prometheus_config_is_valid_and_scrapes_the_master() -> None:
 def test_report_prints_dashboard_url_and_paths(tmp_path: Path) -> None:
     run = tmp_path / "r1"
     run.mkdir()
-    for name in ("report.html", "summary.json"):
-        (run / name).write_text("{}")
+    (run / "report.html").write_text("<html></html>")
+    (run / "summary.json").write_text("{}")
+    incomplete = loadstack("report", "r1", "--results-dir", str(tmp_path))
+    assert incomplete.returncode == 2 and "summary.json has no run_id/totals" in incomplete.stderr
+    totals = {"count": 10, "failures": 0, "rps": 1.0, "p50_ms": 5, "p95_ms": 9, "p99_ms": 10, "failure_rate": 0.0}
+    (run / "summary.json").write_text(
+        json.dumps({"run_id": "r1", "profile": "smoke", "totals": totals, "requests": []})
+    )
     out = loadstack("report", "r1", "--results-dir", str(tmp_path))
-    assert out.returncode == 0
+    assert out.returncode == 0, out.stderr
     assert str(run / "report.html") in out.stdout and str(run / "summary.json") in out.stdout
     assert "http://127.0.0.1:3000/d/loadstack-load-testing" in out.stdout and "var-run_id=r1" in out.stdout
     missing = loadstack("report", "nope", "--results-dir", str(tmp_path))

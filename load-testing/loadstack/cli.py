@@ -235,6 +235,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
         return runner.EXIT_BAD_INPUT
+    incomplete = [r for r, s in summaries if s is not None and not {"run_id", "totals"} <= s.keys()]
+    if incomplete:
+        print(
+            f"loadstack report: {', '.join(incomplete)}: summary.json has no run_id/totals "
+            "(not written by a finished loadstack run); leave it out or rerun",
+            file=sys.stderr,
+        )
+        return runner.EXIT_BAD_INPUT
     docs = [s for _, s in summaries if s is not None]
     out = Path(args.output) if args.output else root / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
