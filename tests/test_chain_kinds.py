@@ -18,8 +18,11 @@ pytestmark = pytest.mark.slow
 
 KINDS = """
 name: kinds
-vars: {note: hello}
+vars: {note: hello, marker: "m-{{ faker.uuid4() }}"}
 steps:
+  - name: fresh_marker
+    redis: {command: SADD, args: ["loadtest:{{ run_id }}:markers", "{{ vars.marker }}"]}
+    check: "last.value == 1 and vars.marker[:2] == 'm-'"
   - name: ws_start
     ws: {send: {cmd: start, rate: 50}, expect: "message.type == 'data'"}
     save: {first_seq: {expr: "last.message.seq"}}
@@ -97,6 +100,7 @@ def test_every_step_kind_and_control_flow(tmp_path: Path) -> None:
         ("WS", "ws_stop"),
         ("AMQP", "publish"),
         ("AMQP", "tapped"),
+        ("REDIS", "fresh_marker"),
         ("REDIS", "cache_set"),
         ("REDIS", "cache_get"),
         ("SQL", "one"),

@@ -74,6 +74,12 @@ BAD = {
         "steps[1].await.since",
         "not an earlier step",
     ),
+    "vars_reads_a_response": (
+        "name: t\nvars:\n  id: '{{ last.json.id }}'\nsteps:\n  - name: one\n    http: {path: /x}\n",
+        3,
+        "vars.id",
+        "'last' is not available in vars:",
+    ),
 }
 
 

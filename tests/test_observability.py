@@ -285,7 +285,15 @@ def test_report_prints_dashboard_url_and_paths(tmp_path: Path) -> None:
     (run / "summary.json").write_text("{}")
     incomplete = loadstack("report", "r1", "--results-dir", str(tmp_path))
     assert incomplete.returncode == 2 and "summary.json has no run_id/totals" in incomplete.stderr
-    totals = {"count": 10, "failures": 0, "rps": 1.0, "p50_ms": 5, "p95_ms": 9, "p99_ms": 10, "failure_rate": 0.0}
+    totals = {
+        "count": 10,
+        "failures": 0,
+        "rps": 1.0,
+        "p50_ms": 5,
+        "p95_ms": 9,
+        "p99_ms": 10,
+        "failure_rate": 0.0,
+    }
     (run / "summary.json").write_text(
         json.dumps({"run_id": "r1", "profile": "smoke", "totals": totals, "requests": []})
     )

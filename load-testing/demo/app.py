@@ -12,18 +12,39 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from loadstack_demo.auth import TokenError, TokenIssuer, check_password, hash_password
+from loadstack_demo.auth import (
+    LocalTrust,
+    OAuthClients,
+    OAuthError,
+    Principal,
+    TokenError,
+    TokenIssuer,
+    check_password,
+    hash_password,
+    parse_form,
+    principal_email,
+)
 from loadstack_demo.oscilloscope import Oscilloscope, OscilloscopeConfig
 from loadstack_demo.store import MemoryStore, Store
 from loadstack_demo.stream import ConnectionStats, serve_stream
 
 RUN_ID_HEADER = "X-Loadstack-Run-Id"
+CONSOLE = Path(__file__).parent / "console"
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an operation can legitimately answer."""
+    return {s: {"description": HTTPStatus(s).phrase} for s in statuses}
 
 
 class RegisterIn(BaseModel):
@@ -61,6 +82,8 @@ class Platform:
 
     store: Store
     tokens: TokenIssuer = field(default_factory=TokenIssuer)
+    oauth: OAuthClients = field(default_factory=OAuthClients)
+    principals: dict[str, int] = field(default_factory=dict)
     oscilloscope: Oscilloscope = field(default_factory=Oscilloscope)
     ws: ConnectionStats = field(default_factory=ConnectionStats)
     started: float = field(default_factory=time.time)
@@ -73,14 +96,35 @@ class Platform:
             return await run_in_threadpool(fn, *args)
         return fn(*args)
 
+    async def user_of(self, principal: Principal) -> int:
+        """The user record owning a caller's data; service identities get one on first use."""
+        if principal.user_id is not None:
+            return principal.user_id
+        known = self.principals.get(principal.sub)
+        if known is not None:
+            return known
+        email = principal_email(principal.sub)
+        user = await self.run(self.store.get_user_by_email, email)
+        if user is None:
+            password = hash_password(principal.sub + str(time.time_ns()))
+            user = await self.run(self.store.create_user, email, principal.sub[:100], password, None)
+            user = user or await self.run(self.store.get_user_by_email, email)  # lost a creation race
+        self.principals[principal.sub] = user.id
+        return user.id
 
-async def current_user(request: Request, authorization: Annotated[str | None, Header()] = None) -> int:
-    """The authenticated user's id; 401 for a missing or invalid bearer token (async: no thread hop)."""
+
+async def current_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """The caller; 401 for a missing or invalid bearer token (async: no thread hop)."""
     try:
-        claims = request.app.state.platform.tokens.verify(authorization)
+        return request.app.state.platform.tokens.verify(authorization)
     except TokenError as exc:
         raise HTTPException(401, detail=str(exc), headers={"WWW-Authenticate": "Bearer"}) from None
-    return int(claims["sub"])
+
+
+async def current_user(request: Request, principal: Annotated[Principal, Depends(current_principal)]) -> int:
+    return await request.app.state.platform.user_of(principal)
 
 
 User = Annotated[int, Depends(current_user)]
@@ -91,7 +135,9 @@ def create_app(
     store: Store | None = None, *, blocking_store: bool = False, secret: str | None = None
 ) -> FastAPI:
     platform = Platform(
-        store=store or MemoryStore(), tokens=TokenIssuer(secret), blocking_store=blocking_store
+        store=store or MemoryStore(),
+        tokens=TokenIssuer(secret, local=LocalTrust.from_env()),
+        blocking_store=blocking_store,
     )
 
     @contextlib.asynccontextmanager
@@ -121,9 +167,53 @@ def create_app(
             "counts": await platform.run(platform.store.counts),
             "ws": {"connections": platform.ws.current, "peak": platform.ws.peak, "total": platform.ws.total},
             "oscilloscope": {"running": platform.oscilloscope.running},
+            "auth": {
+                "oauth_tokens_issued": platform.oauth.issued,
+                "local_jwt": platform.tokens.local.algorithm if platform.tokens.local else None,
+            },
         }
 
-    @app.post("/api/v1/auth/register", status_code=201, tags=["auth"])
+    @app.post(
+        "/oauth/token",
+        tags=["auth"],
+        responses=documented(400, 401, 503),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                                "scope": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def oauth_token(request: Request) -> Any:
+        """OAuth2 client credentials (RFC 6749 §4.4): HTTP Basic or form-field client authentication."""
+        form = parse_form(await request.body())
+        try:
+            answer = platform.oauth.grant(form, request.headers.get("authorization"), platform.tokens)
+        except OAuthError as exc:
+            headers = {"WWW-Authenticate": "Basic"} if exc.status == 401 else None
+            return JSONResponse(
+                {"error": exc.error, "error_description": exc.description}, exc.status, headers=headers
+            )
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/v1/auth/me", tags=["auth"], responses=documented(401))
+    async def me(principal: Annotated[Principal, Depends(current_principal)]) -> dict:
+        return {"sub": principal.sub, "kind": principal.kind, "user_id": await platform.user_of(principal)}
+
+    @app.post("/api/v1/auth/register", status_code=201, tags=["auth"], responses=documented(409))
     async def register(body: RegisterIn, run_id: RunId = None) -> dict:
         user = await platform.run(
             platform.store.create_user, body.email.lower(), body.name, hash_password(body.password), run_id
@@ -132,7 +222,7 @@ def create_app(
             raise HTTPException(409, detail="email already registered")
         return {"id": user.id, "email": user.email, "name": user.name}
 
-    @app.post("/api/v1/auth/login", tags=["auth"])
+    @app.post("/api/v1/auth/login", tags=["auth"], responses=documented(401))
     async def login(body: LoginIn) -> dict:
         user = await platform.run(platform.store.get_user_by_email, body.email.lower())
         if user is None or not check_password(body.password, user.password_hash):
@@ -153,14 +243,14 @@ def create_app(
         orders = await platform.run(platform.store.list_orders, user, limit)
         return {"items": [o.public() for o in orders], "count": len(orders)}
 
-    @app.get("/api/v1/orders/{order_id}", tags=["orders"])
+    @app.get("/api/v1/orders/{order_id}", tags=["orders"], responses=documented(404))
     async def get_order(order_id: int, user: User) -> dict:
         order = await platform.run(platform.store.get_order, user, order_id)
         if order is None:
             raise HTTPException(404, detail=f"order {order_id} not found")
         return order.public()
 
-    @app.post("/api/v1/payments", status_code=201, tags=["payments"])
+    @app.post("/api/v1/payments", status_code=201, tags=["payments"], responses=documented(404))
     async def create_payment(body: PaymentIn, user: User, run_id: RunId = None) -> dict:
         if (
             body.order_id is not None
@@ -214,4 +304,10 @@ def create_app(
     async def stream(ws: WebSocket) -> None:
         await serve_stream(ws, platform.ws)
 
+    # A small browser console that walks through the API: what `loadstack import har` is tested on.
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(CONSOLE / "index.html")
+
+    app.mount("/static", StaticFiles(directory=CONSOLE / "static"), name="static")
     return app

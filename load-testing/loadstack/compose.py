@@ -235,6 +235,7 @@ def run(request: RunRequest, *, offline: bool = False, down: bool = False) -> in
         "LOADSTACK_SKIP_SEED": "1" if request.skip_seed else "0",
         "LOADSTACK_SKIP_TEARDOWN": "1" if request.skip_teardown else "0",
         "LOADSTACK_SUT_VERSION": request.sut_version or "",
+        **({"AUTH_MODE": request.auth_mode} if request.auth_mode else {}),
         **{k: str(v) for k, v in overrides.items() if v is not None},
     }
     compose = Compose(offline=offline_wanted(offline), env=env)

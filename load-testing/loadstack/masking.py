@@ -31,6 +31,19 @@ _KV_SECRET = re.compile(
     re.I,
 )
 
+# Names that match SECRET_NAME but hold settings, not secrets (AUTH_MODE, LOADSTACK_JWT_KEY_FILE).
+_NOT_SECRET = (
+    "_MODE",
+    "_FILE",
+    "_PATH",
+    "_ALGORITHM",
+    "_TTL",
+    "_PROBE",
+    "_ISSUER",
+    "_SUBJECT",
+    "_CLIENT_AUTH",
+)
+
 # Short values would mask ordinary words; real secrets are longer.
 _MIN_LITERAL = 4
 
@@ -62,7 +75,7 @@ def secret_values_from_env(environ: Mapping[str, str]) -> set[str]:
     for name, value in environ.items():
         if not value:
             continue
-        if SECRET_NAME.search(name) and not name.endswith(("_MODE", "_URL", "_FILE", "_PATH")):
+        if SECRET_NAME.search(name) and not name.endswith((*_NOT_SECRET, "_URL")):
             values.add(value)
         if "://" in value:
             try:
@@ -126,7 +139,12 @@ class Masker:
         """An environment fit for writing to disk: secret variables fully masked."""
         out: dict[str, str] = {}
         for name, value in environ.items():
-            if SECRET_NAME.search(name) and not URL_NAME.search(name) and value:
+            if (
+                SECRET_NAME.search(name)
+                and not URL_NAME.search(name)
+                and not name.endswith(_NOT_SECRET)
+                and value
+            ):
                 out[name] = MASK
             else:
                 out[name] = self(value)

@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loadstack import configfile, paths
+from loadstack.auth.config import AuthConfigError, AuthSpec
+from loadstack.auth.config import resolve as resolve_auth
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
 from loadstack.gates import Gate, load_slo, with_sources
 
@@ -108,6 +110,7 @@ class Profile(Strict):
     slo: str | None = Field(
         default=None, description="an SLO file with more thresholds (relative to this file)"
     )
+    auth: AuthSpec | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Profile:
@@ -146,6 +149,7 @@ class RunSettings:
     chains: list[dict[str, Any]] | None = None
     seed: dict[str, Any] | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
+    auth: dict[str, Any] = field(default_factory=lambda: {"mode": "none"})
     overrides: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -248,6 +252,7 @@ def resolve(
     run_time: str | None = None,
     host: str | None = None,
     workers: int | None = None,
+    auth_mode: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunSettings:
     """Profile file < environment < flags."""
@@ -325,6 +330,11 @@ def resolve(
         gates=gates_of(profile, path, node),
         overrides=overrides,
     )
+    try:
+        settings.auth = resolve_auth(profile.auth, auth_mode, {**env, **settings.env})
+    except AuthConfigError as exc:
+        line = configfile.line_of(node, ("auth",))
+        raise configfile.ConfigError([configfile.ConfigIssue(str(path), line, "auth", str(exc))]) from None
     if settings.warmup >= settings.run_time:
         settings.warmup = 0
         overrides["warmup"] = "dropped: run_time override is shorter than the profile's warmup"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import signal
 import subprocess
@@ -24,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from loadstack import gates, paths, profiles, results, runcontext, safety
+from loadstack import auth, gates, paths, profiles, results, runcontext, safety
+from loadstack.auth import preflight
 from loadstack.configfile import ConfigError
 from loadstack.data.seed import seed_customers
 from loadstack.data.teardown import teardown as teardown_run
@@ -68,6 +70,7 @@ class RunRequest:
     metrics: bool = True
     sut_version: str | None = None
     scenario: str = "run"  # run | seed-only
+    auth_mode: str | None = None  # none | oauth2 | local; default: AUTH_MODE or the profile's auth:
     # Container roles (``loadstack master`` / ``loadstack worker``): workers run elsewhere and
     # reach the master over the compose network.
     external_workers: bool = False
@@ -100,11 +103,14 @@ class Stack:
         self.master_port = request.master_port or free_port()
         self.web_url: str | None = None
         self._stopping = threading.Event()
+        # Secrets made up for this run (a client secret shared with the demo platform): env only.
+        self.secret_env: dict[str, str] = {}
 
     # -- environment -----------------------------------------------------------
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.settings.env)
+        env.update(self.secret_env)
         if not self.request.metrics:
             env["LOCUST_METRICS_EXPORT"] = "0"
         else:
@@ -173,7 +179,51 @@ class Stack:
             )
         self.check_seed_needed(chain_files)
         self.check_gate_targets(available, chain_files)
+        if self.host:  # with the built-in demo, start_demo() fills in what is missing
+            try:
+                auth.check_settings(self.settings.auth, env)
+            except auth.AuthConfigError as exc:
+                raise RunError(str(exc), EXIT_BAD_INPUT) from None
         return available
+
+    # -- auth ----------------------------------------------------------------------
+    def _made_up(self, name: str) -> str:
+        value = self.secret_env.get(name) or os.environ.get(name) or secrets.token_urlsafe(32)
+        self.secret_env[name] = value
+        self.masker.add(value)
+        return value
+
+    def demo_auth_env(self) -> dict[str, str]:
+        """Make the demo platform trust this run's credentials; invent the secrets nobody gave."""
+        a = self.settings.auth
+        if a["mode"] == "oauth2":
+            a["client_id"] = a.get("client_id") or "loadstack"
+            return {
+                "LOADSTACK_DEMO_OAUTH_CLIENT_ID": a["client_id"],
+                "LOADSTACK_DEMO_OAUTH_CLIENT_SECRET": self._made_up(auth.CLIENT_SECRET_ENV),
+            }
+        if a["mode"] == "local":
+            env = {"LOADSTACK_DEMO_LOCAL_JWT_ISSUER": str(a["issuer"])}
+            if a["algorithm"] == "RS256" and a.get("key_file"):
+                env["LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE"] = str(a["key_file"])
+            else:
+                env["LOADSTACK_DEMO_LOCAL_JWT_SECRET"] = self._made_up(auth.JWT_SECRET_ENV)
+            return env
+        return {}
+
+    def check_auth(self) -> None:
+        """One token, shown once to the target: a target that refuses it stops the run here (exit 2)."""
+        a = self.settings.auth
+        if a["mode"] == "none":
+            return
+        env = {**os.environ, **self.settings.env, **self.secret_env}
+        allow_remote = env.get("LOADSTACK_ALLOW_REMOTE") == "1"
+        try:
+            if a.get("token_url"):
+                safety.check_target(a["token_url"], allow_remote=allow_remote, what="token URL")
+            say(self.masker(preflight.check(a, str(self.host), env)))
+        except (auth.AuthConfigError, ValueError) as exc:
+            raise RunError(self.masker(str(exc)), EXIT_BAD_INPUT) from None
 
     def check_gate_targets(self, user_classes: list[str], chain_files: list[str]) -> None:
         """Gates on a user class or a chain that cannot exist in this run are bad input (exit 2)."""
@@ -244,8 +294,11 @@ class Stack:
     def start_demo(self) -> None:
         port = free_port()
         cmd = [sys.executable, "-m", "loadstack", "demo", "serve", "--host", "127.0.0.1", "--port", str(port)]
-        self.demo = Child("demo", cmd, env=self.child_env(), log_path=self.log("demo"), masker=self.masker)
+        demo_env = {**self.child_env(), **self.demo_auth_env()}
+        self.demo = Child("demo", cmd, env=demo_env, log_path=self.log("demo"), masker=self.masker)
         url = f"http://127.0.0.1:{port}"
+        if self.settings.auth["mode"] == "oauth2" and not self.settings.auth.get("token_url"):
+            self.settings.auth["token_url"] = f"{url}/oauth/token"
 
         def healthy() -> bool:
             if not self.demo or not self.demo.alive():
@@ -375,6 +428,7 @@ def prepare(request: RunRequest) -> tuple[profiles.RunSettings, str, Path]:
             run_time=request.run_time,
             host=request.host,
             workers=request.workers,
+            auth_mode=request.auth_mode,
         )
     except ConfigError as exc:
         raise RunError(str(exc), EXIT_BAD_INPUT) from None
@@ -472,6 +526,7 @@ def run(request: RunRequest, argv: list[str] | None = None) -> int:
         try:
             if not stack.host:
                 stack.start_demo()
+            stack.check_auth()
             if settings.seed and not request.skip_seed and signals.received is None:
                 extra["seed"] = stack.seed()
             if seed_only:
@@ -560,6 +615,7 @@ def ui_foreground(request: RunRequest) -> int:
         try:
             if not stack.host:
                 stack.start_demo()
+            stack.check_auth()
             if settings.seed and not request.skip_seed:
                 stack.seed()
             write_metadata(stack, sys.argv)

@@ -13,7 +13,7 @@ import uuid
 
 from locust import between, task
 
-from loadstack import runcontext
+from loadstack import auth, runcontext
 from loadstack.users.http import HttpUser
 
 SKUS = ["sensor-kit", "probe-x1", "scope-200", "cable-bnc", "logger-pro"]
@@ -57,16 +57,19 @@ class PlatformUser(HttpUser):
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def sign_in(self) -> None:
+        if auth.current() is not None:
+            return  # the run's auth mode (--auth-mode) authenticates every request
         if self.register():
             self.login()
 
 
 class AuthUser(PlatformUser):
-    """Authentication API: register 30 / login 50 / health 20."""
+    """Authentication API: register 30 / login 50 / health 20 (its own account, whatever the auth mode)."""
 
     def on_start(self) -> None:
         super().on_start()
-        self.sign_in()
+        if self.register():
+            self.login()
 
     @task(30)
     def register_new_account(self) -> None:

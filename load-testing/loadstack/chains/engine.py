@@ -15,7 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from loadstack.chains import metrics
-from loadstack.chains.templates import Expression, TemplateError
+from loadstack.chains.templates import Expression, TemplateError, compile_value, render_value
 
 if TYPE_CHECKING:
     from loadstack.chains.runtime import ChainRuntime
@@ -45,9 +45,11 @@ class ChainRun:
     def __init__(self, chain: Chain, runtime: ChainRuntime) -> None:
         self.chain = chain
         self.rt = runtime
-        self.vars: dict[str, Any] = dict(chain.defaults)
+        self.vars: dict[str, Any] = {}
         self.last: Any = None
         self.seed: dict[str, Any] | None = runtime.draw_seed() if chain.seed else None
+        # `vars:` may hold templates ("{{ faker.uuid4() }}"): fresh values for every run.
+        self.vars.update(render_value(chain.defaults, self.scope()) if chain.templated else chain.defaults)
         self.done_at: dict[str, float] = {}
         self.think_s = 0.0
 
@@ -131,6 +133,14 @@ def _holds(step: Step, expr: Expression, run: ChainRun) -> bool:
         raise StepFailed(step.name, message) from None
 
 
+def _has_template(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return getattr(value, "source", None) is not None and ("{{" in value.source or "{%" in value.source)
+
+
 class Chain:
     """A named sequence of steps; build one from a file (``loaders``) or in Python (``steps``)."""
 
@@ -147,7 +157,8 @@ class Chain:
     ) -> None:
         self.name = name
         self.steps = steps
-        self.defaults = defaults or {}
+        self.defaults = compile_value(defaults or {})
+        self.templated = _has_template(self.defaults)
         self.seed = seed
         self.weight = weight
         self.description = description

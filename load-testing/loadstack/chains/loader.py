@@ -20,7 +20,14 @@ from loadstack import configfile
 from loadstack.chains.engine import Chain
 from loadstack.chains.schema import ChainSpec, GotoSpec, StepSpec
 from loadstack.chains.steps import Step, build_step
-from loadstack.chains.templates import Expression, Template, TemplateError, environment
+from loadstack.chains.templates import (
+    Expression,
+    Template,
+    TemplateError,
+    compile_value,
+    environment,
+    references,
+)
 
 # Names a template may use (besides Jinja's own globals such as range).
 SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker"}
@@ -102,6 +109,19 @@ def validate(spec: ChainSpec, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
     allowed = SCOPE_NAMES | set(environment().globals)
     if spec.seed is None:
         allowed -= {"seed"}
+    # `vars:` templates are rendered before the first step: no vars or last response yet.
+    for name, value in (spec.vars or {}).items():
+        try:
+            refs = references(compile_value(value))
+        except TemplateError as exc:
+            problems.append((("vars", name), str(exc)))
+            continue
+        for ref in sorted(refs):
+            top = ref.partition(".")[0]
+            if top not in allowed - {"vars", "last"}:
+                problems.append(
+                    (("vars", name), f"{top!r} is not available in vars: (use run_id, user, seed, faker)")
+                )
     for step, _, loc, sequence in walked:
         built = build_step(step)
         names_ok = allowed | ({"message"} if step.kind in ("ws", "amqp_expect") else set())

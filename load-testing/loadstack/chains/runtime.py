@@ -19,6 +19,7 @@ from locust.event import EventHook
 from loadstack import runcontext
 from loadstack.data import draw
 from loadstack.users.base import TimedClient
+from loadstack.users.http import AuthorizedSession
 from loadstack.users.postgres import PostgresClient
 from loadstack.users.rabbitmq import RabbitMQClient
 from loadstack.users.redis import RedisClient
@@ -83,7 +84,7 @@ class ChainRuntime:
     @property
     def quiet_http(self) -> FastHttpSession:
         return self._lazy(
-            "quiet_http", lambda: FastHttpSession(self.user.host, request_event=EventHook(), user=None)
+            "quiet_http", lambda: AuthorizedSession(self.user.host, request_event=EventHook(), user=None)
         )
 
     @property

@@ -24,6 +24,7 @@ import websocket
 from locust import User
 from locust.env import Environment
 
+from loadstack import auth
 from loadstack.users.base import RequestFailure, TimedClient, user_context
 
 Frame = dict[str, Any]
@@ -76,7 +77,8 @@ class WebSocketClient(TimedClient):
         """Open the socket (closing a stale one first)."""
         self._drop()
         with self.measure(name):
-            header = [f"{k}: {v}" for k, v in self.headers.items()]
+            headers = auth.with_credentials(self.headers, self.environment.events.request) or {}
+            header = [f"{k}: {v}" for k, v in headers.items()]
             self.ws = websocket.create_connection(
                 ws_url(self.base_url, path), timeout=self.timeout, header=header
             )

@@ -1,0 +1,133 @@
+"""How a run authenticates: the profile's ``auth:`` block, ``AUTH_MODE`` and ``--auth-mode``.
+
+Only non-secret settings live here, because the resolved settings are written to
+``run-metadata.json`` and passed to every Locust process.  Client secrets and
+signing keys are read from the environment at the moment they are used
+(:func:`secret`), never copied into settings, profiles or results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loadstack.durations import PositiveSeconds, to_seconds
+
+MODES = ("none", "oauth2", "local")
+# Environment variables holding secrets, by what they unlock.
+CLIENT_SECRET_ENV = "LOADSTACK_OAUTH_CLIENT_SECRET"
+JWT_SECRET_ENV = "LOADSTACK_JWT_SECRET"
+_SECRET_KEYS = {"client_secret", "secret", "private_key", "key", "token", "password"}
+# Non-secret settings that the environment may override: field -> variable.
+ENV_FIELDS = {
+    "token_url": "LOADSTACK_OAUTH_TOKEN_URL",
+    "client_id": "LOADSTACK_OAUTH_CLIENT_ID",
+    "scope": "LOADSTACK_OAUTH_SCOPE",
+    "audience": "LOADSTACK_OAUTH_AUDIENCE",
+    "client_auth": "LOADSTACK_OAUTH_CLIENT_AUTH",
+    "algorithm": "LOADSTACK_JWT_ALGORITHM",
+    "key_file": "LOADSTACK_JWT_KEY_FILE",
+    "issuer": "LOADSTACK_JWT_ISSUER",
+    "subject": "LOADSTACK_JWT_SUBJECT",
+    "claims": "LOADSTACK_JWT_CLAIMS",
+    "ttl": "LOADSTACK_JWT_TTL",
+    "probe": "LOADSTACK_AUTH_PROBE",
+}
+
+
+class AuthSpec(BaseModel):
+    """The ``auth:`` block of a profile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "oauth2", "local"] = "none"
+    # oauth2 (client credentials)
+    token_url: str | None = None
+    client_id: str | None = None
+    scope: str | None = None
+    audience: str | None = None
+    client_auth: Literal["basic", "post"] = Field(
+        default="basic", description="client_secret_basic (HTTP Basic) or client_secret_post (form fields)"
+    )
+    refresh_margin: PositiveSeconds = Field(default=30, description="refresh this long before expiry")
+    # local (a JWT signed here)
+    algorithm: Literal["HS256", "RS256"] = "HS256"
+    key_file: str | None = Field(default=None, description="RS256: PEM private key")
+    issuer: str = "loadstack-local"
+    subject: str = "loadstack"
+    claims: dict[str, Any] = Field(default_factory=dict)
+    ttl: PositiveSeconds = Field(default=300, description="lifetime of each signed token")
+    # both
+    probe: str = Field(
+        default="/api/v1/auth/me", description="an endpoint that needs a token, checked once at start"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = sorted(_SECRET_KEYS & set(data))
+            if found:
+                raise ValueError(
+                    f"{', '.join(found)}: secrets do not belong in profiles; set {CLIENT_SECRET_ENV} "
+                    f"(oauth2) or {JWT_SECRET_ENV} / LOADSTACK_JWT_KEY_FILE (local) in the environment"
+                )
+        return data
+
+
+class AuthConfigError(ValueError):
+    """Auth settings that cannot work; the run stops before it starts (exit 2)."""
+
+
+def resolve(
+    spec: AuthSpec | None, flag: str | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Profile ``auth:`` < environment < ``--auth-mode``; the non-secret settings as a plain dict."""
+    env = os.environ if env is None else env
+    data = (spec or AuthSpec()).model_dump()
+    mode = flag or env.get("AUTH_MODE") or env.get("LOADSTACK_AUTH_MODE") or data["mode"]
+    if mode not in MODES:
+        raise AuthConfigError(f"auth mode {mode!r} is not one of {', '.join(MODES)}")
+    data["mode"] = mode
+    for name, var in ENV_FIELDS.items():
+        raw = env.get(var)
+        if not raw:
+            continue
+        if name == "claims":
+            try:
+                value: Any = json.loads(raw)
+            except ValueError as exc:
+                raise AuthConfigError(f"{var}: not a JSON object: {exc}") from None
+            if not isinstance(value, dict):
+                raise AuthConfigError(f"{var}: expected a JSON object of claims")
+        elif name == "ttl":
+            value = to_seconds(raw)
+        else:
+            value = raw
+        data[name] = value
+    try:
+        return AuthSpec.model_validate(data).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise AuthConfigError(f"auth.{where}: {first['msg']}") from None
+
+
+def secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """A secret from the environment, read when needed and never stored in settings."""
+    value = (os.environ if env is None else env).get(name)
+    return value or None
+
+
+def describe(settings: Mapping[str, Any]) -> str:
+    """One line for the console: what the run authenticates with (never the secret)."""
+    mode = settings.get("mode", "none")
+    if mode == "oauth2":
+        return f"auth: oauth2 client credentials, client {settings.get('client_id')} at {settings.get('token_url')}"
+    if mode == "local":
+        return f"auth: locally signed {settings.get('algorithm')} JWT (sub {settings.get('subject')}, {settings.get('ttl'):.0f}s)"
+    return "auth: none"

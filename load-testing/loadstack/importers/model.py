@@ -1,0 +1,170 @@
+"""The scenario an importer produces and a writer renders: HTTP calls plus the data flowing between them.
+
+Values inside a call (path segments, query, headers, JSON body) are plain JSON
+values, :class:`Ref` (a variable captured earlier or generated per iteration)
+or :class:`Text` (a string built from literal parts and refs, such as
+``Bearer {access_token}``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """The current value of a scenario variable."""
+
+    var: str
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string made of literal parts and variable references."""
+
+    parts: tuple[str | Ref, ...]
+
+    @classmethod
+    def of(cls, *parts: str | Ref) -> Text | str | Ref:
+        """The simplest equivalent: a plain string or a lone ref when possible."""
+        merged: list[str | Ref] = []
+        for part in parts:
+            if isinstance(part, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += part
+            elif part != "":
+                merged.append(part)
+        if not merged:
+            return ""
+        if len(merged) == 1:
+            return merged[0]
+        return cls(tuple(merged))
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A value made fresh for every iteration, so a replay does not collide with earlier data."""
+
+    kind: str  # email | secret | uuid
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Save a response value into ``var``: from the JSON body (``json``) or a header."""
+
+    var: str
+    json: JsonPath | None = None
+    header: str | None = None
+
+    @property
+    def json_path(self) -> str:
+        """JSONPath as the chain engine reads it: ``$.items[0].id``."""
+        out = "$"
+        for key in self.json or ():
+            out += f"[{key}]" if isinstance(key, int) else f".{key}"
+        return out
+
+
+@dataclass
+class Call:
+    method: str
+    path: list[str | Ref]  # segments, without the query
+    name: str  # the stat entry, ids grouped: /api/v1/orders/[id]
+    step: str  # a unique step name: post_orders
+    query: list[tuple[str, Any]] = field(default_factory=list)
+    headers: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    form: list[tuple[str, Any]] | None = None  # application/x-www-form-urlencoded fields
+    body: str | None = None  # any other body, verbatim
+    content_type: str | None = None
+    expect_status: list[int] = field(default_factory=list)
+    captures: list[Capture] = field(default_factory=list)
+    think_before: float = 0.0
+    weight: int = 1
+
+    def refs(self) -> set[str]:
+        """The variables this call reads."""
+        return refs_in([self.path, self.query, self.headers, self.json, self.form])
+
+
+@dataclass
+class Scenario:
+    name: str
+    description: str
+    calls: list[Call]
+    generated: dict[str, Generated] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def refs(self) -> set[str]:
+        return set().union(set(), *(call.refs() for call in self.calls))
+
+
+def refs_in(value: Any) -> set[str]:
+    if isinstance(value, Ref):
+        return {value.var}
+    if isinstance(value, Text):
+        return {p.var for p in value.parts if isinstance(p, Ref)}
+    if isinstance(value, dict):
+        return set().union(set(), *(refs_in(v) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(set(), *(refs_in(v) for v in value))
+    return set()
+
+
+_ID_SEGMENT = re.compile(
+    r"^(\d+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}|(?=.*\d)[A-Za-z0-9_-]{20,})$",
+    re.I,
+)
+_VERSION = re.compile(r"^v\d+$")
+
+
+def looks_like_id(segment: str) -> bool:
+    return bool(_ID_SEGMENT.match(segment))
+
+
+def stat_name(path: list[str | Ref]) -> str:
+    """``/api/v1/orders/42`` and ``/api/v1/orders/{order_id}`` both become ``/api/v1/orders/[id]``."""
+    return "/" + "/".join("[id]" if isinstance(s, Ref) or looks_like_id(s) else s for s in path)
+
+
+def step_name(method: str, name: str, taken: set[str]) -> str:
+    """``post_orders``, ``get_orders_id``: readable, unique, valid as a chain step name."""
+    words = [
+        "id" if s == "[id]" else re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
+        for s in name.split("/")
+        if s and s != "api" and not _VERSION.match(s)
+    ]
+    base = "_".join([method.lower(), *[w for w in words if w]])[:60] or method.lower()
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def singular(word: str) -> str:
+    word = word.lower()
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def snake(name: str) -> str:
+    """``orderId`` / ``X-CSRF-Token`` → ``order_id`` / ``x_csrf_token``."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "value"
+
+
+def unique_var(base: str, taken: set[str]) -> str:
+    base = re.sub(r"^(\d)", r"v_\1", snake(base))
+    candidate, n = base, 2
+    while candidate in taken:
+        candidate, n = f"{base}_{n}", n + 1
+    taken.add(candidate)
+    return candidate
