@@ -19,12 +19,12 @@ import redis as redis_lib
 from locust import constant, task
 from locust.env import Environment
 
-from bench.platform import demo_platform
 from loadstack.chains import ChainUser, from_python
 from loadstack.chains import steps as s
 from loadstack.users.http import HttpUser
 from loadstack.users.postgres import PostgresClient
 from loadstack.users.redis import RedisClient
+from loadstack_demo.process import demo_platform
 
 KEY = "bench:chain:key"
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import urllib.request
 
@@ -19,9 +18,10 @@ import locust  # noqa: F401  (gevent monkey-patching first)
 from locust import constant, task
 from locust.env import Environment
 
-from bench.platform import demo_platform
 from loadstack.metrics import server as metrics_server
+from loadstack.processes import free_port
 from loadstack.users.http import HttpUser
+from loadstack_demo.process import demo_platform
 
 
 class HealthUser(HttpUser):
@@ -32,18 +32,12 @@ class HealthUser(HttpUser):
         self.client.get("/health")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def requests_per_second(host: str, users: int, duration: float, exporter: bool) -> float:
     env = Environment(user_classes=[HealthUser], host=host)
     runner = env.create_local_runner()
     scraper = None
     if exporter:
-        port = _free_port()
+        port = free_port()
         os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
         metrics_server.install(env, "local")
 

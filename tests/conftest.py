@@ -5,13 +5,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import demo_server
+from loadstack_demo.process import demo_platform
 
 
 @pytest.fixture(scope="session")
 def demo_url() -> Iterator[str]:
     """A demo platform process shared by tests that need a fixed target (or its /api/status)."""
-    with demo_server(store="auto") as url:
+    with demo_platform(store="auto") as url:
         yield url
 
 

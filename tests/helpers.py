@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -87,37 +87,31 @@ def rows_by_name(summary_doc: dict[str, Any]) -> dict[tuple[str, str], dict[str,
     return {(r["type"], r["name"]): r for r in summary_doc["requests"]}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def demo_server(env: dict[str, str] | None = None, store: str = "memory") -> Iterator[str]:
-    """A demo platform process with extra environment (auth settings, faults); yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadstack", "demo", "serve", "--port", str(port), "--store", store],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
+def scraping(url: str, every: float, keep: int | None = None) -> Iterator[list[str]]:
+    """Scrape a /metrics URL in the background while the block runs (a run in progress).
+
+    Yields the list of scraped texts that already carry Locust request counters; stops after
+    ``keep`` of them, or when the block ends.
+    """
+    scraped: list[str] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set() and (keep is None or len(scraped) < keep):
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    text = resp.read().decode()
+                if "locust_requests_total{" in text:
+                    scraped.append(text)
             except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("demo platform did not start") from None
-                time.sleep(0.1)
-        yield url
+                pass
+            stop.wait(every)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield scraped
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop.set()
+        thread.join(5)

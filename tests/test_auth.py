@@ -17,7 +17,8 @@ import pytest
 
 from loadstack.auth import oauth2
 from loadstack.auth.tokens import AuthError, Token, TokenCache
-from tests.helpers import demo_server, loadstack, rows_by_name, summary, write_profile
+from loadstack_demo.process import demo_platform
+from tests.helpers import loadstack, rows_by_name, summary, write_profile
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 CLIENT_SECRET = "cs-7f3a9c2e-loadstack-test-secret"
@@ -123,7 +124,7 @@ def _get(url: str, token: str) -> tuple[int, dict]:
 
 def test_demo_token_endpoint_speaks_client_credentials() -> None:
     env = {"LOADSTACK_DEMO_OAUTH_CLIENT_ID": "svc", "LOADSTACK_DEMO_OAUTH_CLIENT_SECRET": CLIENT_SECRET}
-    with demo_server(env) as url:
+    with demo_platform(env) as url:
         token_url = f"{url}/oauth/token"
         status, body = _post_form(
             token_url,
@@ -223,11 +224,20 @@ def test_local_rs256_accepted_by_the_trusting_service_and_refused_by_another(tmp
     private, public = _rsa_pair(tmp_path, "signer")
     _, other_public = _rsa_pair(tmp_path, "other")
     client = {"LOADSTACK_JWT_ALGORITHM": "RS256", "LOADSTACK_JWT_KEY_FILE": str(private)}
-    with demo_server({"LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE": str(public)}) as url:
+    # The profile names its key relative to itself; the check runs from another directory.
+    (tmp_path / "profiles").mkdir()
+    profile = write_profile(
+        tmp_path / "profiles" / "rs.yml",
+        auth={"mode": "local", "algorithm": "RS256", "key_file": "../signer.pem"},
+    )
+    with demo_platform({"LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE": str(public)}) as url:
         ok = loadstack("auth", "check", "--auth-mode", "local", "--host", url, env=client)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "accepted by the target (GET /api/v1/auth/me answered 200)" in ok.stdout
-    with demo_server({"LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE": str(other_public)}) as url:
+        relative = loadstack("auth", "check", "--profile", str(profile), "--host", url)
+        assert relative.returncode == 0, relative.stdout + relative.stderr
+        assert "answered 200" in relative.stdout
+    with demo_platform({"LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE": str(other_public)}) as url:
         refused = loadstack("auth", "check", "--auth-mode", "local", "--host", url, env=client)
         assert refused.returncode == 2
         assert "does not accept locally signed tokens" in refused.stderr
@@ -235,7 +245,7 @@ def test_local_rs256_accepted_by_the_trusting_service_and_refused_by_another(tmp
 
 
 def test_run_fails_fast_when_the_target_rejects_local_tokens(tmp_path: Path) -> None:
-    with demo_server({}) as url:  # trusts no local signer
+    with demo_platform({}) as url:  # trusts no local signer
         result = _run(
             tmp_path, "local-reject", "--auth-mode", "local", "--host", url,
             env={"LOADSTACK_JWT_SECRET": JWT_SECRET}, locustfile="http_users.py", workers=1,
@@ -272,7 +282,7 @@ def test_provider_outage_mid_run_is_a_clear_failure_not_a_crash(tmp_path: Path) 
 
 
 def test_bad_auth_settings_are_bad_input(tmp_path: Path) -> None:
-    with demo_server({}) as url:
+    with demo_platform({}) as url:
         result = _run(tmp_path, "no-url", "--auth-mode", "oauth2", "--host", url, env={}, workers=1)
     assert result.returncode == 2
     assert "token_url missing" in result.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from loadstack.processes import free_port
 from tests.helpers import ROOT, loadstack, rows_by_name, summary, write_profile
 
 pytestmark = pytest.mark.slow
@@ -123,14 +123,8 @@ def test_every_step_kind_and_control_flow(tmp_path: Path) -> None:
     assert "gave up after 2 × goto before" in errors and "expected status 200, observed 401" in errors, errors
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_demo_store_fallback_is_reported_not_silent() -> None:
-    closed, port = _free_port(), _free_port()
+    closed, port = free_port(), free_port()
     env = {"LOADSTACK_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{closed}/test"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadstack", "demo", "serve", "--port", str(port)],

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from loadstack.processes import free_port
 from tests.helpers import (
     LOCUSTFILES,
     ROOT,
@@ -27,12 +28,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _by_type(doc: dict) -> dict[str, dict[str, int]]:
@@ -95,7 +90,7 @@ def test_connector_example_from_the_docs_runs(tmp_path: Path) -> None:
 
 
 def test_servers_down_at_start_are_failures_not_crashes(tmp_path: Path) -> None:
-    closed = _free_port()
+    closed = free_port()
     env = {
         "LOADSTACK_POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{closed}/test",
         "LOADSTACK_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{closed}//",
@@ -191,7 +186,7 @@ def _recovered(history: list[dict[str, str]], kind: str, fault_end: float) -> tu
 def test_faults_mid_run_users_reconnect_within_five_seconds(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None or shutil.which("rabbitmqctl") is None:
         pytest.fail("redis-server and rabbitmqctl are needed (infra/dev/ensure-services.sh installs them)")
-    redis_server = PrivateRedis(_free_port())
+    redis_server = PrivateRedis(free_port())
     redis_server.start()
     run_id = "faults-e2e"
     profile = write_profile(

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from loadstack_demo.process import demo_platform
 from tests.har_recording import record
-from tests.helpers import LOCUSTFILES, demo_server, loadstack, rows_by_name, summary, write_profile
+from tests.helpers import LOCUSTFILES, loadstack, rows_by_name, summary, write_profile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "demo-session.har"
 OAUTH = {"LOADSTACK_DEMO_OAUTH_CLIENT_SECRET": "cs-import-test-0b6d", "LOADSTACK_DEMO_OAUTH_CLIENT_ID": "imp"}
@@ -69,7 +70,7 @@ def _run_locustfile(
 
 @pytest.mark.slow
 def test_recorded_chromium_session_imports_and_runs_with_zero_failures(tmp_path: Path) -> None:
-    with demo_server({}) as url:
+    with demo_platform({}) as url:
         har = record(url, tmp_path / "session.har", think_ms=150)
         recorded = json.loads(har.read_text())["log"]
         recorded_password = next(
@@ -225,7 +226,7 @@ def test_malformed_har_is_bad_input(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_openapi_of_the_demo_runs_with_no_unexpected_failures(tmp_path: Path) -> None:
-    with demo_server(OAUTH) as url:
+    with demo_platform(OAUTH) as url:
         auth = {
             "LOADSTACK_OAUTH_TOKEN_URL": f"{url}/oauth/token",
             "LOADSTACK_OAUTH_CLIENT_ID": "imp",

@@ -18,16 +18,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import ROOT, loadstack, summary, write_profile
+from loadstack.processes import free_port
+from tests.helpers import ROOT, loadstack, scraping, summary, write_profile
 
 DASHBOARD = ROOT / "infra" / "grafana" / "dashboards" / "load-testing.json"
 BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -54,7 +49,7 @@ def tool(name: str) -> str:
 def test_master_histogram_is_the_exact_merge_of_worker_observations(tmp_path: Path) -> None:
     record_dir = tmp_path / "records"
     record_dir.mkdir()
-    port = _free_port()
+    port = free_port()
     profile = write_profile(
         tmp_path / "spread.yml",
         locustfile=str(ROOT / "tests/locustfiles/recording_users.py"),
@@ -121,35 +116,19 @@ def test_master_histogram_is_the_exact_merge_of_worker_observations(tmp_path: Pa
 
 @pytest.mark.slow
 def test_live_scrape_passes_promtool_and_disabled_exporter_binds_nothing(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     profile = write_profile(tmp_path / "p.yml", run_time="10s", users=3, wait_time={"min": 0.05, "max": 0.2})
-    scraped: list[str] = []
-
-    def scrape() -> None:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and len(scraped) < 3:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                    text = resp.read().decode()
-                if "locust_requests_total" in text:
-                    scraped.append(text)
-            except OSError:
-                pass
-            time.sleep(1)
-
-    thread = threading.Thread(target=scrape)
-    thread.start()
-    out = loadstack(
-        "run",
-        "--profile",
-        str(profile),
-        "--run-id",
-        "scrape",
-        "--results-dir",
-        str(tmp_path),
-        env={"LOADSTACK_METRICS_PORT": str(port)},
-    )
-    thread.join()
+    with scraping(f"http://127.0.0.1:{port}/metrics", every=1, keep=3) as scraped:
+        out = loadstack(
+            "run",
+            "--profile",
+            str(profile),
+            "--run-id",
+            "scrape",
+            "--results-dir",
+            str(tmp_path),
+            env={"LOADSTACK_METRICS_PORT": str(port)},
+        )
     assert out.returncode == 0, out.stdout + out.stderr
     assert scraped, "the exporter answered during the run"
     check = subprocess.run(
@@ -172,7 +151,7 @@ def test_live_scrape_passes_promtool_and_disabled_exporter_binds_nothing(tmp_pat
     assert run_labels == {("scrape", "p")}, "every series carries run_id and profile"
 
     # Disabled: no port, no listener, no snapshot.
-    port2 = _free_port()
+    port2 = free_port()
     seen_open: list[bool] = []
     stop = threading.Event()
 
@@ -319,7 +298,7 @@ steps:
 
 @pytest.mark.slow
 def test_every_dashboard_panel_returns_data_from_prometheus(tmp_path: Path) -> None:
-    metrics_port, prom_port = _free_port(), _free_port()
+    metrics_port, prom_port = free_port(), free_port()
     config = yaml.safe_load((ROOT / "infra/prometheus/prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "locust")
     job["static_configs"][0]["targets"] = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 import urllib.request
@@ -11,19 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from loadstack.processes import free_port
 from tests.helpers import assert_no_orphans, loadstack, summary
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ui_stack_starts_reports_status_and_stops_cleanly(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {"LOADSTACK_STATE_DIR": str(tmp_path / "state")}
     run_id = "ui-e2e"
     common = ["--profile", "smoke", "--workers", "2", "--results-dir", str(tmp_path), "--run-id", run_id]

@@ -232,7 +232,7 @@ def gates_of(profile: Profile, path: Path, node: Any) -> list[dict[str, Any]]:
 
 
 def resolve_locustfile(value: str, profile_path: Path) -> Path:
-    """Relative locustfile paths are relative to the profile file, like compose files."""
+    """Relative paths in a profile (locustfiles, chains, keys) are relative to it, like compose files."""
     p = Path(value)
     return p if p.is_absolute() else (profile_path.parent / p).resolve()
 
@@ -330,8 +330,13 @@ def resolve(
         gates=gates_of(profile, path, node),
         overrides=overrides,
     )
+    auth_spec = profile.auth
+    if auth_spec and auth_spec.key_file:  # a key next to the profile travels with it
+        auth_spec = auth_spec.model_copy(
+            update={"key_file": str(resolve_locustfile(auth_spec.key_file, path))}
+        )
     try:
-        settings.auth = resolve_auth(profile.auth, auth_mode, {**env, **settings.env})
+        settings.auth = resolve_auth(auth_spec, auth_mode, {**env, **settings.env})
     except AuthConfigError as exc:
         line = configfile.line_of(node, ("auth",))
         raise configfile.ConfigError([configfile.ConfigIssue(str(path), line, "auth", str(exc))]) from None

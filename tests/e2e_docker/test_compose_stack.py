@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,16 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT
+from loadstack.processes import free_port
+from tests.helpers import ROOT, scraping
 
 PROJECT = "loadstack-e2e"
 NO_ENGINE = {"DOCKER_HOST": "unix:///nonexistent.sock"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _compose_config(*args: str) -> subprocess.CompletedProcess:
@@ -129,7 +121,7 @@ def test_auto_mode_uses_the_stack_only_when_its_images_exist(engine_and_images: 
 @pytest.mark.slow
 def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: None, tmp_path: Path) -> None:
     ports = {
-        name: str(_free_port())
+        name: str(free_port())
         for name in (
             "LOADSTACK_WEB_PORT", "LOADSTACK_METRICS_PORT", "LOADSTACK_TARGET_PORT", "LOADSTACK_POSTGRES_PORT",
             "LOADSTACK_RABBITMQ_PORT", "LOADSTACK_RABBITMQ_MANAGEMENT_PORT", "LOADSTACK_REDIS_PORT",
@@ -138,32 +130,15 @@ def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: 
     }  # fmt: skip
     env = {**os.environ, **ports, "COMPOSE_PROJECT_NAME": PROJECT, "LOADSTACK_RUN_MODE": "docker"}
     run_id = "docker-e2e"
-    scraped: list[str] = []
-    stop = threading.Event()
-
-    def scrape() -> None:
-        url = f"http://127.0.0.1:{ports['LOADSTACK_METRICS_PORT']}/metrics"
-        while not stop.is_set():
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    text = resp.read().decode()
-                if "locust_requests_total{" in text:
-                    scraped.append(text)
-            except OSError:
-                pass
-            time.sleep(2)
-
-    scraper = threading.Thread(target=scrape, daemon=True)
-    scraper.start()
+    metrics_url = f"http://127.0.0.1:{ports['LOADSTACK_METRICS_PORT']}/metrics"
     try:
-        run = subprocess.run(
-            [sys.executable, "-m", "loadstack", "run", "--docker", "--offline", "--profile", "platform",
-             "--workers", "8", "--users", "16", "--spawn-rate", "16", "--run-time", "40s",
-             "--run-id", run_id, "--results-dir", str(tmp_path)],
-            capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
-        )  # fmt: skip
-        stop.set()
-        scraper.join(5)
+        with scraping(metrics_url, every=2) as scraped:
+            run = subprocess.run(
+                [sys.executable, "-m", "loadstack", "run", "--docker", "--offline", "--profile", "platform",
+                 "--workers", "8", "--users", "16", "--spawn-rate", "16", "--run-time", "40s",
+                 "--run-id", run_id, "--results-dir", str(tmp_path)],
+                capture_output=True, text=True, timeout=900, env=env, cwd=ROOT,
+            )  # fmt: skip
         assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
         summary = json.loads((tmp_path / run_id / "summary.json").read_text())
         assert summary["workers"] == 8, "the master saw 8 workers"
@@ -196,7 +171,6 @@ def test_scaled_stack_runs_every_protocol_and_leaves_nothing(engine_and_images: 
             result = json.load(resp)["data"]["result"]
         assert result and float(result[0]["value"][1]) > 0, "Prometheus scraped the master"
     finally:
-        stop.set()
         down = subprocess.run(
             [sys.executable, "-m", "loadstack", "stack", "down", "--offline"],
             capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,

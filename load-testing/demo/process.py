@@ -1,0 +1,52 @@
+"""The demo platform as a throwaway child process, for tests, benchmarks and scripts.
+
+``loadstack run`` supervises its own demo (logs, masking, consumer); this is the light version
+for code that only needs "a demo platform at some URL" for the length of a ``with`` block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+from loadstack.processes import free_port
+
+
+@contextlib.contextmanager
+def demo_platform(env: dict[str, str] | None = None, store: str = "memory") -> Iterator[str]:
+    """Start ``loadstack demo serve`` on a free local port, yield its URL once /health answers.
+
+    ``env`` adds settings (auth, faults) on top of this process's environment; ``store`` is
+    ``memory``, ``backend`` or ``auto``.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadstack", "demo", "serve", "--port", str(port), "--store", store],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"demo platform did not start on {url}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
