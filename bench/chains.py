@@ -9,7 +9,6 @@ hand-written task's last request).  Target: ratio >= 0.95.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -19,6 +18,7 @@ import redis as redis_lib
 from locust import constant, task
 from locust.env import Environment
 
+from bench.common import ab_arguments, abba, verdict
 from loadstack.chains import ChainUser, from_python
 from loadstack.chains import steps as s
 from loadstack.users.http import HttpUser
@@ -80,33 +80,26 @@ def iterations_per_second(user_class: type, host: str, users: int, duration: flo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=24, help="measured rounds in total, ABBA-ordered")
-    args = parser.parse_args(argv)
+    args = ab_arguments(__doc__, argv)
     redis_lib.Redis.from_url("redis://127.0.0.1:6379/0").set(KEY, "x" * 64)
     print(
         f"chains: {args.users} users, {args.duration:.0f}s rounds, {args.rounds} rounds in ABBA order (median)"
     )
-    samples: dict[type, list[float]] = {HandWrittenUser: [], EngineUser: []}
-    cpu: list[float] = []
     with demo_platform() as host:
-        for i in range(args.rounds):
-            # ABBA: engine, hand, hand, engine, ... so drift during the run hits both sides alike.
-            user_class = (EngineUser, HandWrittenUser, HandWrittenUser, EngineUser)[i % 4]
-            rate, share = iterations_per_second(user_class, host, args.users, args.duration)
-            samples[user_class].append(rate)
-            cpu.append(share)
-    h, e = statistics.median(samples[HandWrittenUser]), statistics.median(samples[EngineUser])
+        hand, engine = abba(
+            args.rounds,
+            lambda is_engine: iterations_per_second(
+                EngineUser if is_engine else HandWrittenUser, host, args.users, args.duration
+            ),
+        )
+    h, e = statistics.median(r for r, _ in hand), statistics.median(r for r, _ in engine)
+    cpu = statistics.median(share for _, share in hand + engine)
     ratio = e / h
     print(
         f"{'3-step chain':<26} hand-written {h:>8.0f} it/s   engine {e:>8.0f} it/s   ratio {ratio:.3f}"
-        f"   (load generator CPU {statistics.median(cpu):.0%})"
+        f"   (load generator CPU {cpu:.0%})"
     )
-    print(
-        f"chains: engine throughput ratio {ratio:.3f} (target >= 0.95) -> {'OK' if ratio >= 0.95 else 'BELOW TARGET'}"
-    )
+    verdict("chains", "engine throughput", ratio, 0.95)
     return {"hand": h, "engine": e, "ratio": ratio}
 
 

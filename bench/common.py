@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
+import argparse
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def throughput(workers: int, duration: float, make_op: Callable[[], Callable[[], object]]) -> float:
@@ -29,22 +32,30 @@ def throughput(workers: int, duration: float, make_op: Callable[[], Callable[[],
     return sum(counts) / (time.perf_counter() - start)
 
 
-def compare(
-    name: str,
-    baseline: Callable[[], float],
-    candidate: Callable[[], float],
-    rounds: int,
-    labels: tuple[str, str] = ("bare", "loadstack"),
-) -> dict[str, float]:
-    """Alternate baseline/candidate ``rounds`` times (so drift hits both) and compare medians."""
-    base, cand = [], []
-    for _ in range(rounds):
-        base.append(baseline())
-        cand.append(candidate())
-    b, c = statistics.median(base), statistics.median(cand)
-    row = {"name": name, labels[0]: b, labels[1]: c, "ratio": c / b if b else float("nan")}
+def ab_arguments(description: str | None, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a two-sided benchmark run in ABBA rounds inside one Locust process."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=24, help="measured rounds in total, ABBA-ordered")
+    return parser.parse_args(argv)
+
+
+def abba(rounds: int, measure: Callable[[bool], T]) -> tuple[list[T], list[T]]:
+    """``measure(True)`` (candidate) and ``measure(False)`` (baseline) in the order C B B C C B B C …
+
+    Rounds are short and mirrored so that drift during the run (the VM's noise, a warming cache)
+    hits both sides alike; the results come back as (baseline, candidate) lists.
+    """
+    baseline: list[T] = []
+    candidate: list[T] = []
+    for i in range(rounds):
+        side = (True, False, False, True)[i % 4]
+        (candidate if side else baseline).append(measure(side))
+    return baseline, candidate
+
+
+def verdict(bench: str, what: str, ratio: float, target: float) -> None:
     print(
-        f"{name:<28} {labels[0]} {b:>10.0f}/s   {labels[1]} {c:>10.0f}/s   ratio {row['ratio']:.3f}",
-        flush=True,
+        f"{bench}: {what} ratio {ratio:.3f} (target >= {target}) -> {'OK' if ratio >= target else 'BELOW TARGET'}"
     )
-    return row

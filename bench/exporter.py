@@ -8,7 +8,6 @@ Target: loss <= 2 % (ratio >= 0.98).
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import urllib.request
@@ -18,6 +17,7 @@ import locust  # noqa: F401  (gevent monkey-patching first)
 from locust import constant, task
 from locust.env import Environment
 
+from bench.common import ab_arguments, abba, verdict
 from loadstack.metrics import server as metrics_server
 from loadstack.processes import free_port
 from loadstack.users.http import HttpUser
@@ -61,26 +61,18 @@ def requests_per_second(host: str, users: int, duration: float, exporter: bool) 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--users", type=int, default=4)
-    parser.add_argument("--duration", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=24, help="measured rounds in total, ABBA-ordered")
-    args = parser.parse_args(argv)
+    args = ab_arguments(__doc__, argv)
     print(
         f"exporter: {args.users} users, {args.duration:.0f}s rounds, {args.rounds} rounds in ABBA order (median)"
     )
-    on: list[float] = []
-    off: list[float] = []
     with demo_platform(store="memory") as host:
-        for i in range(args.rounds):
-            exporter = (True, False, False, True)[i % 4]
-            (on if exporter else off).append(requests_per_second(host, args.users, args.duration, exporter))
+        off, on = abba(
+            args.rounds, lambda exporter: requests_per_second(host, args.users, args.duration, exporter)
+        )
     a, b = statistics.median(off), statistics.median(on)
     ratio = b / a
     print(f"{'HTTP GET /health':<26} exporter off {a:>8.0f} req/s   on {b:>8.0f} req/s   ratio {ratio:.3f}")
-    print(
-        f"exporter: throughput ratio {ratio:.3f} (target >= 0.98) -> {'OK' if ratio >= 0.98 else 'BELOW TARGET'}"
-    )
+    verdict("exporter", "throughput", ratio, 0.98)
     return {"off": a, "on": b, "ratio": ratio}
 
 

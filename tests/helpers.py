@@ -20,14 +20,25 @@ LOCUSTFILES = ROOT / "load-testing" / "locustfiles"
 
 def loadstack(*args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None):
     """Run the real ``loadstack`` CLI in a subprocess."""
-    full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "loadstack", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env={**os.environ, **(env or {})},
         cwd=cwd or ROOT,
+    )
+
+
+def start_loadstack(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start the real ``loadstack`` CLI without waiting (to act on it mid-run); stderr goes to stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "loadstack", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from tests.helpers import (
     assert_no_orphans,
     loadstack,
     rows_by_name,
+    start_loadstack,
     summary,
     write_profile,
 )
@@ -198,28 +197,10 @@ def test_faults_mid_run_users_reconnect_within_five_seconds(tmp_path: Path) -> N
         wait_time={"min": 0.05, "max": 0.15},
         user_classes={"ShopDatabaseUser": 1, "OrderEventsUser": 1, "CacheUser": 1},
     )
-    env = {**os.environ, "LOADSTACK_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadstack",
-            "run",
-            "--profile",
-            str(profile),
-            "--workers",
-            "2",
-            "--run-id",
-            run_id,
-            "--results-dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env=env,
-    )
+    proc = start_loadstack(
+        "run", "--profile", str(profile), "--workers", "2", "--run-id", run_id, "--results-dir", str(tmp_path),
+        env={"LOADSTACK_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0"},
+    )  # fmt: skip
     output: list[str] = []
     started = threading.Event()
 

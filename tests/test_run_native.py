@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, assert_no_orphans, loadstack, rows_by_name, summary, write_profile
+from tests.helpers import (
+    assert_no_orphans,
+    loadstack,
+    rows_by_name,
+    start_loadstack,
+    summary,
+    write_profile,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -157,27 +161,10 @@ def test_signal_mid_run_writes_results_and_leaves_no_orphans(tmp_path: Path, sig
         tmp_path / "long.yml", users=4, run_time="120s", wait_time={"min": 0.1, "max": 0.3}
     )
     run_id = f"signal-{sig.name.lower()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loadstack",
-            "run",
-            "--profile",
-            str(profile),
-            "--workers",
-            "2",
-            "--run-id",
-            run_id,
-            "--results-dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "LOADSTACK_PROGRESS_INTERVAL": "1"},
-    )
+    proc = start_loadstack(
+        "run", "--profile", str(profile), "--workers", "2", "--run-id", run_id, "--results-dir", str(tmp_path),
+        env={"LOADSTACK_PROGRESS_INTERVAL": "1"},
+    )  # fmt: skip
     assert proc.stdout is not None
     deadline = time.monotonic() + 60
     seen = []

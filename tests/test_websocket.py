@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from tests.helpers import ROOT, assert_no_orphans, rows_by_name, summary, write_profile
+from tests.helpers import assert_no_orphans, loadstack, rows_by_name, summary, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -62,28 +60,10 @@ def test_fifty_concurrent_websocket_users_without_failures(tmp_path: Path, demo_
 
     sampler = threading.Thread(target=sample_connections, daemon=True)
     sampler.start()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadstack",
-            "run",
-            "--profile",
-            str(profile),
-            "--host",
-            demo_url,
-            "--workers",
-            "2",
-            "--run-id",
-            run_id,
-            "--results-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    result = loadstack(
+        "run", "--profile", str(profile), "--host", demo_url, "--workers", "2",
+        "--run-id", run_id, "--results-dir", str(tmp_path), timeout=180,
+    )  # fmt: skip
     stop.set()
     sampler.join(5)
     assert result.returncode == 0, result.stdout + result.stderr

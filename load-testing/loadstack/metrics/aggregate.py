@@ -39,11 +39,6 @@ def exception_label(exception: BaseException | str) -> str:
     return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
 
 
-def bucket_index(seconds: float) -> int:
-    """Index of the first bucket whose upper bound is >= seconds (``len(BUCKETS)`` is +Inf)."""
-    return bisect_left(BUCKETS, seconds)
-
-
 class RequestMetrics:
     """``(method, name) -> [successes, failures, sum_seconds, bucket counts]`` and error counts."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,6 @@ def verdict_of(summary: dict[str, Any], interrupted: bool = False) -> str:
     if summary.get("verdict"):
         return str(summary["verdict"])
     return "failures" if summary["totals"]["failures"] else "pass"
-
-
-def git_commit(path: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def append(
