@@ -8,7 +8,6 @@ token that leaks into an exception message is still hidden.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -104,7 +103,11 @@ class Masker:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Masker:
-        return cls(secret_values_from_env(os.environ if environ is None else environ))
+        if environ is None:
+            from loadstack.settings import current
+
+            environ = current().environ
+        return cls(secret_values_from_env(environ))
 
     def add(self, *secrets: str) -> None:
         new = {s for s in secrets if s and len(s) >= _MIN_LITERAL} - self._secrets

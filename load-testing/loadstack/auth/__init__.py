@@ -92,8 +92,7 @@ _resolved = False
 def current(request_event: Any = None) -> Credentials | None:
     """This process's credentials, or None in mode ``none``.
 
-    Settings come from the run (``LOADSTACK_RUN_SETTINGS``), or from the
-    environment for a locustfile started with plain ``locust``.  The first
+    Settings come from the run (:mod:`loadstack.runcontext`), however Locust was started.  The first
     caller's ``request_event`` (Locust's ``events.request``) receives the AUTH
     entries.
     """
@@ -101,8 +100,8 @@ def current(request_event: Any = None) -> Credentials | None:
     if not _resolved:
         with _lock:
             if not _resolved:
-                settings = runcontext.current().settings.get("auth") or resolve(None)
-                if settings.get("mode", "none") != "none":
+                settings = runcontext.current().settings.auth.model_dump()
+                if settings["mode"] != "none":
                     check_settings(settings)
                     _current = Credentials(settings)
                 _resolved = True

@@ -9,7 +9,6 @@ sequence and jumping backwards has a bound, ``since`` names an earlier step,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,13 +235,11 @@ def parse_chain_list(value: str) -> list[tuple[str, float]]:
 
 def configured() -> list[tuple[str, float]]:
     """Chain files of the current run: ``$LOADSTACK_CHAINS``, else the run settings' ``chains``."""
-    from loadstack import runcontext
+    from loadstack import runcontext, settings
 
-    if env := os.environ.get("LOADSTACK_CHAINS"):
+    if env := settings.current().chains:
         return parse_chain_list(env)
-    return [
-        (c["path"], float(c.get("weight") or 1)) for c in runcontext.current().settings.get("chains") or []
-    ]
+    return [(c.path, c.weight) for c in runcontext.current().settings.chains or []]
 
 
 def load_all(files: list[tuple[str, float]]) -> list[Chain]:

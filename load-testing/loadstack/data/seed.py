@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from loadstack.data.synthetic import customer
 
@@ -71,3 +72,26 @@ def seed_customers(
             if progress and (done % 50 == 0 or done == count):
                 progress(done, count)
     return report
+
+
+class SeedError(Exception):
+    """Seeding failed: the run must not start against half-seeded data."""
+
+
+def seed_run(target: str, run_id: str, spec: Any, say: Callable[[str], None]) -> dict[str, Any]:
+    """Seed a run's customers (``spec``: a profile's ``seed:``), telling ``say`` how it goes."""
+    say(f"seed: creating {spec.customers} synthetic customers on {target} …")
+    report = seed_customers(
+        target,
+        run_id,
+        spec.customers,
+        seed=spec.seed,
+        register_path=spec.register_path,
+        progress=lambda done, total: (
+            say(f"  seed: {done}/{total}") if total >= 200 and done < total else None
+        ),
+    )
+    say(f"seed: {report.created} created, {report.existing} already there")
+    if not report.ok:
+        raise SeedError(f"seeding failed ({len(report.errors)} errors), first: {report.errors[0]}")
+    return {"customers": spec.customers, "created": report.created, "existing": report.existing}

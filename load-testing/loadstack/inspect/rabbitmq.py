@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -37,7 +36,7 @@ from typing import Any
 
 import amqp
 
-from loadstack import safety
+from loadstack import safety, settings
 from loadstack.masking import mask_url
 
 QUEUE_TYPES = ("classic", "quorum", "stream")
@@ -131,7 +130,7 @@ class QueueInspector:
         allow_remote: bool = False,
         timeout: float = 5.0,
     ) -> None:
-        self.url = url or os.environ.get("LOADSTACK_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+        self.url = url or settings.current().amqp_url
         parts = _parse_url(self.url)
         try:
             safety.check_target(self.url, allow_remote=allow_remote, what="RabbitMQ")
@@ -148,9 +147,7 @@ class QueueInspector:
         self.port = parts.port or 5672
         self.vhost = vhost_of(self.url)
         self.management_url = (
-            management_url
-            or os.environ.get("LOADSTACK_RABBITMQ_MANAGEMENT_URL")
-            or f"http://{self.host}:15672"
+            management_url or settings.current().rabbitmq_management_url or f"http://{self.host}:15672"
         )
         self._conn: amqp.Connection | None = None
         self._types: dict[str, str] = {}
