@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from loadstack import __version__, profiles, runner
+from loadstack import __version__, k8s, profiles, runner
 from loadstack.configfile import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -112,20 +112,27 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def _container_request(args: argparse.Namespace) -> runner.RunRequest:
     """Settings of a container role: flags, else the environment compose passes."""
     env = os.environ
+    flag = vars(args).get  # the master has more flags than the worker
     return runner.RunRequest(
         profile=args.profile or env.get("LOADSTACK_PROFILE") or "platform",
-        host=env.get("LOCUST_HOST"),
-        workers=int(env["LOADSTACK_WORKERS"]) if env.get("LOADSTACK_WORKERS") else None,
-        run_id=env.get("LOADSTACK_RUN_ID") or None,
-        results_dir=env.get("LOADSTACK_RESULTS_DIR") or None,
+        users=flag("users"),
+        spawn_rate=flag("spawn_rate"),
+        run_time=flag("run_time") or None,
+        host=flag("host") or env.get("LOCUST_HOST"),
+        workers=flag("expect_workers")
+        or (int(env["LOADSTACK_WORKERS"]) if env.get("LOADSTACK_WORKERS") else None),
+        run_id=flag("run_id") or env.get("LOADSTACK_RUN_ID") or None,
+        results_dir=flag("results_dir") or env.get("LOADSTACK_RESULTS_DIR") or None,
+        allow_remote=bool(flag("allow_remote")),
         skip_seed=env.get("LOADSTACK_SKIP_SEED") == "1",
         skip_teardown=env.get("LOADSTACK_SKIP_TEARDOWN") == "1",
         sut_version=env.get("LOADSTACK_SUT_VERSION") or None,
         web_port=int(env.get("LOADSTACK_WEB_PORT_IN_CONTAINER", "8089")),
         external_workers=True,
-        bind="0.0.0.0",  # inside the compose network; host ports are published on 127.0.0.1 only
+        # Inside the compose network / the pod; host ports are published on 127.0.0.1 only.
+        bind=flag("bind") or "0.0.0.0",
         master_host=args.master_host,
-        master_port=5557,
+        master_port=args.master_port,
     )
 
 
@@ -503,10 +510,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
     p.add_argument("--headless", action="store_true", help="a headless run (default: $LOADSTACK_MODE)")
     p.add_argument("--master-host", default="master", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--expect-workers", type=_positive_int, help="workers to wait for (default $LOADSTACK_WORKERS)"
+    )
+    p.add_argument("--bind", help="address the master listens on (default 0.0.0.0)")
+    p.add_argument("--master-port", type=_positive_int, default=5557, help="default 5557")
+    p.add_argument("--run-id", help="default $LOADSTACK_RUN_ID, else timestamp + random suffix")
+    p.add_argument("--results-dir", help="where results/<run_id>/ goes (default $LOADSTACK_RESULTS_DIR)")
+    p.add_argument("--host", help="system under test (default $LOCUST_HOST)")
+    p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
+    p.add_argument("--users", "-u", type=int, help="peak concurrent users (overrides the profile)")
+    p.add_argument("--spawn-rate", "-r", type=float, help="users started per second")
+    p.add_argument("--run-time", "-t", help="e.g. 30s, 5m, 1h30m")
     p.set_defaults(handler=cmd_master)
     p = sub.add_parser("worker", help="container role: a Locust worker of the master's run")
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
     p.add_argument("--master-host", default="master", help="default: master (the compose service)")
+    p.add_argument("--master-port", type=_positive_int, default=5557, help="default 5557")
     p.set_defaults(handler=cmd_worker)
 
     sub.add_parser("stop", help="stop the background web UI stack").set_defaults(handler=cmd_stop)
@@ -651,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_demo_serve)
     p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
     p.set_defaults(handler=cmd_demo_consumer)
+    k8s.register(sub)
     return parser
 
 
