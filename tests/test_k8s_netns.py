@@ -414,6 +414,7 @@ def test_a_killed_worker_is_reported_missing_and_the_run_completes(
     results, run_id = tmp_path / "results", "ns-kill"
     launch = launch_for(topology, demo, pass_profile(tmp_path, "24s"), results, run_id)
     killed: dict[str, float] = {}
+    stopped: dict[str, float] = {}
     probes: dict[str, int] = {}
 
     def kill_one(master: Child, workers: list[Child], poller: Child) -> None:
@@ -434,6 +435,11 @@ def test_a_killed_worker_is_reported_missing_and_the_run_completes(
         assert workers[1].wait(10) is not None
         probes["after_kill_w2"] = probe(2)
         probes["after_kill_w1"] = probe(1)
+        # Then a worker stopped the normal way (scale-down, rollout: SIGTERM) says goodbye.
+        assert wait_until(lambda: "setting state to missing" in log.read_text(), timeout=30, interval=0.2)
+        stopped["wall"] = time.time()
+        workers[2].send_signal(signal.SIGTERM)
+        assert workers[2].wait(20) is not None
 
     r = run(topology, procs, launch, results, run_id, during=kill_one)
     # The run completes, with a passing verdict, on the remaining workers.
@@ -447,6 +453,10 @@ def test_a_killed_worker_is_reported_missing_and_the_run_completes(
     assert missing_log, r.master_log[-3000:]
     missing_metric = [t for t, s in r.states if s.get("missing", 0) >= 1 and t >= killed["mono"]]
     assert missing_metric, r.states
+    # The worker that left with SIGTERM quit; it is not missing.
+    assert [t for t in log_times(r.master_log, ") quit. ") if t >= stopped["wall"]], r.master_log[-3000:]
+    assert len(log_times(r.master_log, "setting state to missing")) == 1, r.master_log[-3000:]
+    assert max(s.get("missing", 0) for _, s in r.states) == 1, r.states
     figures = {
         "workers_connected": r.summary["workers"],
         **connect_figures(r),
