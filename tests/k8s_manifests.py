@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ OVERLAYS = ROOT / "infra" / "k8s" / "overlays"
 
 def kustomize(folder: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize FOLDER`` — what ``kubectl apply -k FOLDER`` would send."""
+    assert shutil.which("kubectl"), "kubectl is needed: its built-in kustomize builds infra/k8s"
     out = subprocess.run(
         ["kubectl", "kustomize", str(folder)], capture_output=True, text=True, timeout=120, check=False
     )

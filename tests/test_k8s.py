@@ -211,10 +211,12 @@ def test_render_applies_the_parameters() -> None:
 
 
 def test_render_gives_each_run_its_own_id_and_honours_the_opt_in() -> None:
-    _, first = rendered(host="http://10.0.0.9:8080", allow_remote=True)
-    _, second = rendered(host="http://10.0.0.9:8080", allow_remote=True)
+    _, first = rendered(host="http://platform.example.com:8080", allow_remote=True)
+    _, second = rendered(host="http://platform.example.com:8080", allow_remote=True)
     assert first["LOADSTACK_RUN_ID"] != second["LOADSTACK_RUN_ID"]
-    assert first["LOADSTACK_ALLOW_REMOTE"] == "1" and first["LOCUST_HOST"] == "http://10.0.0.9:8080"
+    assert (
+        first["LOADSTACK_ALLOW_REMOTE"] == "1" and first["LOCUST_HOST"] == "http://platform.example.com:8080"
+    )
 
 
 @pytest.mark.parametrize(
@@ -240,6 +242,9 @@ def test_render_cli_prints_the_manifests() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("# loadstack k8s render: overlay default, run cli-1\n")
     assert "loadstack k8s fetch cli-1" in out.stderr
+    assert (
+        "warning: host http://127.0.0.1:8000 is loopback: in a cluster that is each pod itself" in out.stderr
+    )
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     validate(docs)
     assert one(docs, "Deployment", "loadstack-worker")["spec"]["replicas"] == 3

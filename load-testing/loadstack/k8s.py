@@ -13,6 +13,7 @@ the Job.  ``fetch`` starts a short-lived pod that mounts that volume read-only, 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import secrets
@@ -242,7 +243,11 @@ def content_problems(docs: list[dict[str, Any]] | None = None) -> list[str]:
 
 
 def check_rendered(docs: list[dict[str, Any]], request: RenderRequest) -> dict[str, str]:
-    """What the master will refuse (exit 2) is refused here already; returns the run settings."""
+    """What the master will refuse (exit 2) is refused here already; returns the run settings.
+
+    Also refused: no target at all (the master would start a demo platform on its own loopback,
+    out of the workers' reach) and the default overlay's placeholder host.
+    """
     run = find(docs, "ConfigMap", RUN_CONFIGMAP)
     profiles_cm = find(docs, "ConfigMap", "loadstack-profiles")
     if run is None or profiles_cm is None:
@@ -266,9 +271,7 @@ def check_rendered(docs: list[dict[str, Any]], request: RenderRequest) -> dict[s
     try:
         safety.check_target(host, allow_remote=settings.get("LOADSTACK_ALLOW_REMOTE") == "1", what="host")
     except ValueError as exc:
-        raise K8sError(
-            str(exc).replace("--allow-remote (or LOADSTACK_ALLOW_REMOTE=1)", "--allow-remote")
-        ) from None
+        raise K8sError(str(exc)) from None
     try:
         runcontext.check_run_id(settings.get("LOADSTACK_RUN_ID", ""))
     except ValueError as exc:
@@ -288,7 +291,20 @@ def render(request: RenderRequest) -> tuple[str, dict[str, str], list[str]]:
         text = build(where)
     docs = documents(text)
     settings = check_rendered(docs, request)
-    return text, settings, content_problems(docs)
+    warnings = content_problems(docs)
+    if _loopback(settings["LOCUST_HOST"]):
+        warnings.append(
+            f"host {settings['LOCUST_HOST']} is loopback: in a cluster that is each pod itself, not your platform"
+        )
+    return text, settings, warnings
+
+
+def _loopback(url: str) -> bool:
+    host = safety.host_of(url).strip("[]").lower()
+    try:
+        return host in safety.LOCAL_NAMES or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -462,12 +478,13 @@ def fetch(plan: Fetch) -> Path:
 def _merge_history(output: Path, run_id: str, remote: str) -> None:
     """Add the run's line of the volume's history.jsonl to the local one (for report/compare)."""
     local = output / "history.jsonl"
-    known = local.read_text(encoding="utf-8") if local.exists() else ""
-    if f'"run_id": "{run_id}"' in known or f'"run_id":"{run_id}"' in known:
+
+    def run_ids(text: str) -> list[tuple[str, str]]:
+        return [(json.loads(line).get("run_id"), line) for line in text.splitlines() if line.strip()]
+
+    if any(r == run_id for r, _ in run_ids(local.read_text(encoding="utf-8") if local.exists() else "")):
         return
-    lines = [
-        line for line in remote.splitlines() if line.strip() and json.loads(line).get("run_id") == run_id
-    ]
+    lines = [line for r, line in run_ids(remote) if r == run_id]
     if lines:
         with local.open("a", encoding="utf-8") as fh:
             fh.write(lines[-1] + "\n")
