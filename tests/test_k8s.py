@@ -271,6 +271,16 @@ def test_an_unlisted_profile_is_named(tmp_path: Path, monkeypatch: pytest.Monkey
     ]
 
 
+def test_an_slo_file_no_pod_mounts_is_named() -> None:
+    docs = kustomize(OVERLAYS / "default")
+    job = one(docs, "Job", "loadstack-master")
+    profiles = next(v for v in pod_spec(job)["volumes"] if v["name"] == "profiles")
+    profiles["projected"]["sources"][1]["configMap"]["items"] = []
+    assert k8s.content_problems(docs) == [
+        "Job/loadstack-master: volume profiles does not map loadstack-profiles-slo key demo.yml to slo/demo.yml"
+    ]
+
+
 def test_image_fields() -> None:
     assert k8s.image_fields("loadstack:dev") == {"name": "loadstack", "newName": "loadstack", "newTag": "dev"}
     assert k8s.image_fields("reg:5000/team/ls") == {"name": "loadstack", "newName": "reg:5000/team/ls"}

@@ -70,22 +70,19 @@ def k8s_dir() -> Path:
     return paths.project_root() / "infra" / "k8s"
 
 
+def _kustomizations(folder: str) -> list[str]:
+    root = k8s_dir() / folder
+    if not root.is_dir():
+        return []
+    return sorted(d.name for d in root.iterdir() if (d / "kustomization.yaml").is_file())
+
+
 def overlays() -> list[str]:
-    root = k8s_dir() / "overlays"
-    return (
-        sorted(d.name for d in root.iterdir() if (d / "kustomization.yaml").is_file())
-        if root.is_dir()
-        else []
-    )
+    return _kustomizations("overlays")
 
 
 def components() -> list[str]:
-    root = k8s_dir() / "components"
-    return (
-        sorted(d.name for d in root.iterdir() if (d / "kustomization.yaml").is_file())
-        if root.is_dir()
-        else []
-    )
+    return _kustomizations("components")
 
 
 # -- render ---------------------------------------------------------------------------------------
@@ -133,7 +130,10 @@ def image_fields(image: str) -> dict[str, str]:
 
 def kustomization(request: RenderRequest, where: Path) -> dict[str, Any]:
     """The extra kustomize layer ``render`` puts on the overlay (paths relative to ``where``)."""
-    rel = lambda p: os.path.relpath(p, where)  # noqa: E731
+
+    def rel(path: Path) -> str:
+        return os.path.relpath(path, where)
+
     doc: dict[str, Any] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
