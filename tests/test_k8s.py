@@ -397,6 +397,10 @@ def test_fetch_latest_copies_the_run_and_removes_its_pod(tmp_path: Path) -> None
     pod = calls(log)[0]
     assert all(c[:2] == ["--namespace", "lt"] for c in calls(log)) and pod[2:] == ["apply", "-f", "-"]
     assert f"results: {local}/" in out.stdout
+    # A second fetch does not mix two copies.
+    again = loadstack("k8s", "fetch", "r-new", "-o", str(tmp_path / "results"), env=env, timeout=60)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert calls(log)[-1][0] == "delete"
 
 
 def test_fetch_of_an_unknown_run_names_the_runs_and_still_removes_its_pod(tmp_path: Path) -> None:

@@ -461,6 +461,8 @@ def fetch(plan: Fetch) -> Path:
             raise K8sError(
                 f"no run {run_id!r} on volume {plan.pvc} (runs there: {', '.join(sorted(runs)[-10:]) or 'none'})"
             )
+        if (plan.output / run_id).exists():
+            raise K8sError(f"{plan.output / run_id} exists already; remove it or fetch into another --output")
         plan.output.mkdir(parents=True, exist_ok=True)
         _checked(plan.copy(run_id), f"copying {run_id}", timeout=1800)
         history = _kubectl(plan.history())
