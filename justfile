@@ -43,3 +43,7 @@ lint:
 bench *names:
     bash infra/dev/ensure-services.sh
     {{python}} -m bench "$@"
+
+# Kubernetes: just k8s render [--workers N] [--profile P] [--image I] [--host URL] [--overlay O] | fetch RUN_ID
+k8s *args:
+    {{python}} -m loadstack k8s "$@"

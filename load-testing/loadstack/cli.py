@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from loadstack import __version__, exitcodes, lifecycle, profiles, settings
+from loadstack import __version__, exitcodes, k8s, lifecycle, profiles, settings
 from loadstack.configfile import ConfigError
 from loadstack.masking import Masker
 
@@ -707,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_demo_serve)
     p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
     p.set_defaults(handler=cmd_demo_consumer)
+    k8s.register(sub)
     return parser
 
 
