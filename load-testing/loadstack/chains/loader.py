@@ -30,7 +30,7 @@ from loadstack.chains.templates import (
 )
 
 # Names a template may use (besides Jinja's own globals such as range).
-SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker"}
+SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker", "env"}
 EXPRESSION_KEYS = {"when", "check", "until", "while", "match", "expr"}
 EXPECT_FIELDS = {
     "http": {"status", "json_values", "contains"},
@@ -120,7 +120,10 @@ def validate(spec: ChainSpec, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
             top = ref.partition(".")[0]
             if top not in allowed - {"vars", "last"}:
                 problems.append(
-                    (("vars", name), f"{top!r} is not available in vars: (use run_id, user, seed, faker)")
+                    (
+                        ("vars", name),
+                        f"{top!r} is not available in vars: (use run_id, user, seed, faker, env)",
+                    )
                 )
     for step, _, loc, sequence in walked:
         built = build_step(step)

@@ -33,7 +33,7 @@ FALLBACK_SUCCESS = [200, 201, 202, 204]
 _PARAM = re.compile(r"\{([^}/]+)\}")
 
 
-def load(source: str, *, allow_remote: bool = False) -> dict[str, Any]:
+def load(source: str, *, allow_remote: bool = False, max_bytes: int = 16 * 1024 * 1024) -> dict[str, Any]:
     """The OpenAPI document at a URL or path; :class:`ImportProblem` saying what is wrong."""
     if re.match(r"^https?://", source):
         try:
