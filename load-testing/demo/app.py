@@ -34,6 +34,7 @@ from loadstack_demo.auth import (
     parse_form,
     principal_email,
 )
+from loadstack_demo.form_login import add_form_login
 from loadstack_demo.oscilloscope import Oscilloscope, OscilloscopeConfig
 from loadstack_demo.store import MemoryStore, Store
 from loadstack_demo.stream import ConnectionStats, serve_stream
@@ -303,6 +304,8 @@ def create_app(
     @app.websocket("/ws/stream")
     async def stream(ws: WebSocket) -> None:
         await serve_stream(ws, platform.ws)
+
+    add_form_login(app)
 
     # A small browser console that walks through the API: what `loadstack import har` is tested on.
     @app.get("/", include_in_schema=False)
