@@ -22,6 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from loadstack_demo import echo
 from loadstack_demo.auth import (
     LocalTrust,
     OAuthClients,
@@ -305,7 +306,8 @@ def create_app(
     async def stream(ws: WebSocket) -> None:
         await serve_stream(ws, platform.ws)
 
-    add_form_login(app)
+    echo.add_routes(app)  # what a client sent: form fields, multipart uploads, raw bodies
+    add_form_login(app)  # a server-rendered sign-in with a hidden CSRF token, for browser recordings
 
     # A small browser console that walks through the API: what `loadstack import har` is tested on.
     @app.get("/", include_in_schema=False)
