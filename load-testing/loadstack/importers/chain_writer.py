@@ -59,11 +59,16 @@ def template(value: Any, *, encode: bool = False) -> Any:
         return _ref(value, encode=encode)
     if isinstance(value, Text):
         out = ""
-        for part in value.parts:
+        last = len(value.parts) - 1
+        for i, part in enumerate(value.parts):
             if isinstance(part, Ref | Env):
                 out += _ref(part, encode=encode)
+                continue
+            text = urllib.parse.quote(part, safe="/:@,;=+ ") if encode else part
+            if i in (0, last) and text.isspace():
+                # " {{ x }} " would read as the lone expression, its spaces dropped: keep them.
+                out += "{{ " + jinja_string(text) + " }}"
             else:
-                text = urllib.parse.quote(part, safe="/:@,;=+ ") if encode else part
                 out += literal(text, mixed=True)
         return out
     if isinstance(value, dict):

@@ -190,14 +190,14 @@ class Correlator:
                     self.credentials[password] = self._generated(pw_key, "secret", password)
                     self.pairs.setdefault("generated", rec.where)
                 else:
+                    login = f"the recorded login's {{}} (field {{}} of {rec.method} {rec.path})"
                     if user is not None and user not in self.credentials:
                         self.credentials[user] = self.secrets.env(
-                            user,
-                            "username",
-                            f"the recorded user name ({user_key} of {rec.method} {rec.path})",
+                            user, "username", login.format("user name", user_key)
                         )
-                    what = f"the password that goes with it ({pw_key})"
-                    self.credentials[password] = self.secrets.env(password, "password", what)
+                    self.credentials[password] = self.secrets.env(
+                        password, "password", login.format("password", pw_key)
+                    )
                     self.pairs.setdefault("kept", rec.where)
 
     def _generated(self, key: str, kind: str, value: str) -> Ref:

@@ -10,13 +10,23 @@ field the way a person would look it up: ``log.entries[3].request.headers``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from loadstack.importers import ImportProblem
 
 MAX_ERRORS_SHOWN = 5
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class _Lenient(BaseModel):
@@ -51,7 +61,7 @@ class Request(_Lenient):
     headers: list[NameValue] | None = None
     cookies: list[NameValue] | None = None
     postData: PostData | None = None
-    bodySize: float | None = None
+    bodySize: Number | None = None
 
 
 class Content(_Lenient):
@@ -61,7 +71,7 @@ class Content(_Lenient):
 
 
 class Response(_Lenient):
-    status: int = Field(default=0, ge=-1, le=999)
+    status: Whole = Field(default=0, ge=-1, le=999)
     headers: list[NameValue] | None = None
     cookies: list[NameValue] | None = None
     content: Content | None = None
@@ -70,7 +80,7 @@ class Response(_Lenient):
 
 class Entry(_Lenient):
     startedDateTime: str | None = None
-    time: float | None = Field(default=None, ge=-1)
+    time: Number | None = Field(default=None, ge=-1)
     request: Request
     response: Response | None = None
     resource_type: str | None = Field(default=None, alias="_resourceType")
@@ -136,6 +146,8 @@ def _describe(err: dict[str, Any]) -> str:
     kind = err["type"]
     if kind == "missing":
         return "required field is missing"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
     if kind in _TYPES:
         return f"expected {_TYPES[kind]}, got {_json_type(err.get('input'))}"
     if kind in ("greater_than_equal", "less_than_equal"):

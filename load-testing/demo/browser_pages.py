@@ -1,10 +1,12 @@
-"""A classic server-rendered sign-in: an HTML form with a hidden CSRF token, a cookie, a redirect.
+"""Server-rendered pages for browser recordings: a sign-in form and an upload form.
 
-This is what browser recordings of real web applications look like, and what
-``loadstack import har`` has to handle beyond JSON APIs: the token comes from
-the page's HTML (``<input type="hidden" name="csrf_token">``) and must match a
-cookie the page set (double-submit), the credentials are form fields, success
-is a ``303`` to the account page with a session cookie.
+This is what recordings of real web applications look like, and what
+``loadstack import har`` has to handle beyond JSON APIs.
+
+The sign-in (:func:`add_form_login`): the CSRF token comes from the page's
+HTML (``<input type="hidden" name="csrf_token">``) and must match a cookie the
+page set (double-submit), the credentials are form fields, success is a
+``303`` to the account page with a session cookie.
 
 - ``GET /forms/login``: the form; sets ``demo_csrf``.
 - ``POST /forms/login``: ``csrf_token``, ``username`` (an e-mail registered via
@@ -12,6 +14,11 @@ is a ``303`` to the account page with a session cookie.
   credentials, else ``303 → /forms/account`` with ``demo_session``.
 - ``GET /forms/account``: who is signed in, and the form field names the login
   received (so a replay can prove it sent the same fields).
+
+The upload (:func:`add_upload_page`): ``GET /forms/upload`` is a
+``multipart/form-data`` form with a text field and a file input that posts to
+the echo endpoint ``POST /api/v1/uploads``, which answers with the field
+names, file names, content types and sizes it received.
 """
 
 from __future__ import annotations
@@ -102,3 +109,18 @@ def add_form_login(app: FastAPI) -> None:
             f'<p id="fields">login fields: {html.escape(", ".join(session["fields"]))}</p>'
         )
         return _page("Account", body)
+
+
+_UPLOAD = """<form method="post" action="/api/v1/uploads" enctype="multipart/form-data">
+<label>Title <input name="title"></label>
+<label>Attachment <input type="file" name="attachment" id="attachment"></label>
+<button type="submit" id="upload">Upload</button>
+</form>"""
+
+
+def add_upload_page(app: FastAPI) -> None:
+    """``GET /forms/upload``: a multipart form (the echo endpoint it posts to is in loadstack_demo.echo)."""
+
+    @app.get("/forms/upload", include_in_schema=False)
+    async def upload_page() -> HTMLResponse:
+        return _page("Upload", _UPLOAD)
