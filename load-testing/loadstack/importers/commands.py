@@ -29,11 +29,13 @@ def _say(line: str) -> None:
     print(f"import: {printable(line)}", file=sys.stderr)
 
 
-def _fail(command: str, exc: Exception) -> int:
+def _fail(command: str, exc: Exception, source: str) -> int:
+    """Each line of the problem, naming the input file (messages about a field may not say it)."""
     from loadstack.importers import printable
 
     for line in str(exc).splitlines() or [""]:
-        print(f"loadstack import {command}: {printable(line)}", file=sys.stderr)
+        where = "" if line.startswith(source) else f"{source}: "
+        print(f"loadstack import {command}: {where}{printable(line)}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
 
@@ -87,7 +89,7 @@ def cmd_import_har(args: argparse.Namespace) -> int:
         )
         return _write(scenario, args, args.file, "session", [*notes, counts, *selection.notes])
     except (ImportProblem, ValueError) as exc:
-        return _fail("har", exc)
+        return _fail("har", exc, args.file)
 
 
 def cmd_import_openapi(args: argparse.Namespace) -> int:
@@ -100,7 +102,7 @@ def cmd_import_openapi(args: argparse.Namespace) -> int:
         )
         return _write(scenario, args, args.source, "tasks", [])
     except (ImportProblem, ValueError) as exc:
-        return _fail("openapi", exc)
+        return _fail("openapi", exc, args.source)
 
 
 def _positive_mb(text: str) -> float:

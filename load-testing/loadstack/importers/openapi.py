@@ -172,6 +172,20 @@ def _file_part(prop: str, schema: dict[str, Any], media: dict[str, Any], where: 
     )  # fmt: skip
 
 
+def _parameters(node: dict[str, Any], resolve: Resolver, where: str) -> list[dict[str, Any]]:
+    """The parameters of a path item or operation, each with text ``in`` and ``name``."""
+    out = []
+    for i, raw in enumerate(seq(node.get("parameters"), f"{where}.parameters")):
+        here = f"{where}.parameters[{i}]"
+        param = dict(resolve.obj(raw, here))
+        param["in"], param["name"] = (
+            text(param.get("in"), f"{here}.in"),
+            text(param.get("name"), f"{here}.name"),
+        )
+        out.append(param)
+    return out
+
+
 def _body_required(schema: Any, resolve: Resolver, where: str) -> set[str]:
     """The file properties a multipart schema requires, even without an example (they are the point)."""
     schema = resolve(schema, where)
@@ -209,20 +223,13 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
         path = str(path)
         where = f"paths.{path}"
         item = resolve.obj(raw_item, where)
-        common = [
-            resolve.obj(p, f"{where}.parameters[{i}]")
-            for i, p in enumerate(seq(item.get("parameters"), f"{where}.parameters"))
-        ]
+        common = _parameters(item, resolve, where)
         for method in METHODS:
             if method not in item:
                 continue
             here = f"{where}.{method}"
             op = obj(item[method], here)
-            own = [
-                resolve.obj(p, f"{here}.parameters[{i}]")
-                for i, p in enumerate(seq(op.get("parameters"), f"{here}.parameters"))
-            ]
-            merged = {(p.get("in"), p.get("name")): p for p in [*common, *own]}
+            merged = {(p["in"], p["name"]): p for p in [*common, *_parameters(op, resolve, here)]}
             ops.append((path, method, op, list(merged.values()), here))
 
     steps: set[str] = set()
@@ -257,7 +264,7 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
         headers: dict[str, Any] = {}
         for i, p in enumerate(params):
             here = f"{where}.parameters[{i}]"
-            placed, pname = text(p.get("in"), f"{here}.in"), text(p.get("name"), f"{here}.name")
+            placed, pname = p["in"], p["name"]
             schema = obj(p.get("schema"), f"{here}.schema", default={})
             wanted = p.get("required") is True or "example" in p or "example" in schema
             if not wanted:
