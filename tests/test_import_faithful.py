@@ -197,7 +197,11 @@ def test_files_are_not_written_over_without_force_and_never_outside(tmp_path: Pa
         == "../../etc/passwd"
     ), "the recorded name stays data"
     code, _, err = run("import", "har", str(tmp_path / "up.har"), "-o", str(tmp_path / "out" / "other.yml"))
+    assert code == 0, "the same bytes again (a chain and a locustfile share files/) replace nothing"
+    (tmp_path / "out" / "files" / "up" / "01-passwd").write_bytes(b"edited by hand")
+    code, _, err = run("import", "har", str(tmp_path / "up.har"), "-o", str(tmp_path / "out" / "third.yml"))
     assert code == 2 and "01-passwd exists; pass --force" in err
+    assert (tmp_path / "out" / "files" / "up" / "01-passwd").read_bytes() == b"edited by hand"
     code, _, err = run("import", "har", str(tmp_path / "up.har"))
     assert code == 2 and "write it with -o FILE" in err
 

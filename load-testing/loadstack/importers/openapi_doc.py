@@ -185,7 +185,7 @@ def plain(value: Any, where: str = "") -> Any:
         if depth > MAX_DEPTH:
             raise ImportProblem(f"{where or 'document'}: nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, dict):
-            out: Any = {}
+            out: Any = dict.fromkeys(map(str, node))  # keys in document order, values filled below
             for k, v in node.items():
                 stack.append((v, out, str(k), depth + 1))
         elif isinstance(node, list):

@@ -71,12 +71,13 @@ def write(text: str, output: str | None, *, force: bool, files: Sequence[FilePar
         sys.stdout.write(text)
         return "stdout"
     path = Path(output)
-    targets = [path, *(path.parent / f.path for f in files)]
-    existing = [t for t in targets if t.exists()]
+    # A file with the very same bytes is no replacement (a chain and a locustfile share files/).
+    changed = [f for f in files if not _holds(path.parent / f.path, f.data)]
+    existing = [t for t in [path, *(path.parent / f.path for f in changed)] if t.exists()]
     if existing and not force:
         raise ImportProblem(f"{existing[0]} exists; pass --force to replace it")
     try:
-        for item in files:
+        for item in changed:
             target = path.parent / item.path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(item.data)
@@ -87,6 +88,13 @@ def write(text: str, output: str | None, *, force: bool, files: Sequence[FilePar
     except OSError as exc:
         raise ImportProblem(f"{path}: cannot write: {exc.strerror or exc}") from None
     return str(path)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def summary(scenario: Scenario) -> list[str]:
