@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -311,3 +312,81 @@ def test_bad_input_in_a_real_process(
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert expected in result.stderr and name in result.stderr, result.stderr
+
+
+# -- well-formed but odd: whatever the content, an import ends in a file or a clean refusal ---------
+
+ODD_TEXT = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from(["{{ x }}", "{% raw %}", "a\r\nb", "\x00", "\u2028", "../../x", "'''\"\"\"", "%ZZ", "é"]),
+)
+ODD_HEADERS = st.lists(st.fixed_dictionaries({"name": ODD_TEXT, "value": ODD_TEXT}), max_size=3)
+MULTIPART_TEXT = '--b\r\nContent-Disposition: form-data; name="f"; filename="{{x}}"\r\n\r\n\x00\r\n--b--'
+ODD_POST = st.fixed_dictionaries(
+    {
+        "mimeType": st.sampled_from(
+            ["application/json", "multipart/form-data; boundary=b", "", "text/plain",
+             "application/x-www-form-urlencoded", "application/octet-stream"]
+        ),
+        "text": st.one_of(ODD_TEXT, st.just(MULTIPART_TEXT)),
+    }
+)  # fmt: skip
+ODD_URL = st.one_of(
+    st.builds(lambda p: "http://127.0.0.1:8000/" + p, ODD_TEXT),
+    st.sampled_from(["http://[::1", "ftp://x/y", "http://", "data:,x", "http://127.0.0.1:8000//evil"]),
+)
+ODD_ENTRY = st.fixed_dictionaries(
+    {
+        "startedDateTime": st.one_of(st.just("2026-11-22T04:04:58.000Z"), ODD_TEXT),
+        "time": st.one_of(st.none(), st.floats(min_value=-1, max_value=1e12, allow_nan=False)),
+        "request": st.fixed_dictionaries(
+            {
+                "method": st.sampled_from(["GET", "POST", "PUT", "get", "", "BREW", "GE T"]),
+                "url": ODD_URL,
+                "headers": ODD_HEADERS,
+                "postData": st.one_of(st.none(), ODD_POST),
+            }
+        ),
+        "response": st.fixed_dictionaries(
+            {
+                "status": st.integers(min_value=-1, max_value=999),
+                "headers": ODD_HEADERS,
+                "content": st.fixed_dictionaries(
+                    {"mimeType": st.sampled_from(["application/json", "text/html", ""]), "text": ODD_TEXT}
+                ),
+            }
+        ),
+    }
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(entries=st.lists(ODD_ENTRY, min_size=1, max_size=4), creator=ODD_TEXT)
+def test_odd_content_imports_or_is_refused_never_crashes(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[dict[str, Any]], creator: str
+) -> None:
+    folder = tmp_path_factory.mktemp("odd")
+    source = folder / "odd.har"
+    source.write_text(
+        json.dumps({"log": {"version": "1.2", "creator": {"name": creator}, "entries": entries}})
+    )
+    for fmt, name in (("chain", "odd.yml"), ("locustfile", "odd_users.py")):
+        code, output = _cli(
+            "import", "har", str(source), "--format", fmt, "-o", str(folder / name), "--keep-static"
+        )
+        assert code in (0, 2), output
+        TRIED[f"HAR odd content: {fmt} {'written' if code == 0 else 'refused'}"] += 1
+        if code == 2:
+            assert "odd.har" in output and "Traceback" not in output
+            return
+        text = (folder / name).read_text()
+        if fmt == "chain":
+            assert isinstance(yaml.safe_load(text)["steps"], list)
+        else:
+            compile(text, name, "exec")

@@ -158,6 +158,14 @@ def test_multipart_stays_multipart_with_files_next_to_the_chain(tmp_path: Path) 
     assert "file bodies: 2 under files/rec/" in err
 
 
+def test_multipart_without_a_recorded_content_type_is_still_multipart(tmp_path: Path) -> None:
+    text = '--xyz\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--xyz--\r\n'
+    chain, _ = import_har(
+        tmp_path, har(entry("POST", "/api/v1/uploads", post={"mimeType": "", "text": text}))
+    )
+    assert steps(chain)["post_uploads"]["http"]["multipart"] == {"fields": {"a": "1"}, "files": []}
+
+
 def test_binary_and_large_bodies_go_to_files_never_inline(tmp_path: Path) -> None:
     gzip = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3]) + bytes(range(256)) * 4
     big = "x" * (64 * 1024 + 1)
