@@ -31,6 +31,7 @@ from loadstack.importers.model import (
     Generated,
     JsonPath,
     Multipart,
+    Names,
     Ref,
     Scenario,
     Text,
@@ -165,8 +166,8 @@ class Correlator:
         self.generated: dict[str, Generated] = {}
         self.credentials: dict[str, Ref | Env] = {}  # recorded user name / password -> what replaces it
         self.secrets = Secrets()
-        self.vars: set[str] = set()
-        self.steps: set[str] = set()
+        self.vars = Names()
+        self.steps = Names()
         self.calls: list[Call] = []
         self.jar: set[str] = set()  # cookies the replay's client holds by now (set by earlier responses)
         self.dropped_auth = 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import fnmatch
 import json
 import re
@@ -372,6 +373,24 @@ def select(
 
 def _keep_needed_pages(indexed: list[tuple[int, Entry]], verdicts: dict[int, str]) -> None:
     """Keep dropped HTML pages whose hidden form fields or cookies a later kept call sends."""
+    # Everything kept calls send, in order, as one text (a value's first offset says which call);
+    # and for every cookie sent, the position of the last call that sent it.
+    texts: list[str] = []
+    starts: list[int] = []
+    positions: list[int] = []
+    last_sent: dict[tuple[str, str], int] = {}
+    offset = 0
+    for pos, (index, entry) in enumerate(indexed):
+        if verdicts[index] != "":
+            continue
+        text = _sent_text(entry) + "\0"
+        texts.append(text)
+        starts.append(offset)
+        positions.append(pos)
+        offset += len(text)
+        for cookie in request_cookies(entry):
+            last_sent[cookie] = pos
+    sent_text = "".join(texts)
     for pos, (index, entry) in enumerate(indexed):
         if verdicts[index] != "static asset or page" or "html" not in _mime(entry).lower():
             continue
@@ -379,16 +398,13 @@ def _keep_needed_pages(indexed: list[tuple[int, Entry]], verdicts: dict[int, str
             continue
         values = {v for v in form_values(_response_text(entry) or "").values() if len(v) >= 4}
         cookies = {(n, v) for n, v in set_cookies(entry) if len(v) >= 4}
-        if not values and not cookies:
+        later = bisect.bisect_right(positions, pos)
+        if later == len(positions):
             continue
-        for later_index, later in indexed[pos + 1 :]:
-            if verdicts[later_index] != "":
-                continue
-            sent = set(request_cookies(later))
-            haystack = _sent_text(later)
-            if cookies & sent or any(v in haystack for v in values):
-                verdicts[index] = "page"
-                break
+        if any(last_sent.get(c, -1) > pos for c in cookies) or any(
+            sent_text.find(v, starts[later]) != -1 for v in values
+        ):
+            verdicts[index] = "page"
 
 
 def _sent_text(entry: Entry) -> str:

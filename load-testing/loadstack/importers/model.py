@@ -225,19 +225,31 @@ def stat_name(path: list[str | Ref]) -> str:
     return "/" + "/".join("[id]" if isinstance(s, Ref) or looks_like_id(s) else s for s in path)
 
 
-def step_name(method: str, name: str, taken: set[str]) -> str:
-    """``post_orders``, ``get_orders_id``: readable, unique, valid as a chain step name."""
+class Names(set[str]):
+    """Names taken so far; :meth:`unique` hands out ``base``, ``base_2``, … in constant time each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next: dict[str, int] = {}
+
+    def unique(self, base: str) -> str:
+        candidate, n = base, self._next.get(base, 2)
+        while candidate in self:
+            candidate, n = f"{base}_{n}", n + 1
+        self._next[base] = n
+        self.add(candidate)
+        return candidate
+
+
+def step_name(method: str, name: str, taken: Names) -> str:
+    """``post_orders``, ``get_orders_id``: readable, unique, valid as a chain step name (<= 64)."""
     words = [
         "id" if s == "[id]" else re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
         for s in name.split("/")
         if s and s != "api" and not _VERSION.match(s)
     ]
-    base = "_".join([method.lower(), *[w for w in words if w]])[:60] or method.lower()
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}_{n}", n + 1
-    taken.add(candidate)
-    return candidate
+    base = "_".join([method.lower(), *[w for w in words if w]])[:56] or method.lower()
+    return taken.unique(base)
 
 
 def singular(word: str) -> str:
@@ -255,10 +267,5 @@ def snake(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "value"
 
 
-def unique_var(base: str, taken: set[str]) -> str:
-    base = re.sub(r"^(\d)", r"v_\1", snake(base))
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}_{n}", n + 1
-    taken.add(candidate)
-    return candidate
+def unique_var(base: str, taken: Names) -> str:
+    return taken.unique(re.sub(r"^(\d)", r"v_\1", snake(base))[:56])

@@ -31,6 +31,7 @@ from loadstack.importers.model import (
     Capture,
     FilePart,
     Multipart,
+    Names,
     Ref,
     Scenario,
     refs_in,
@@ -232,7 +233,7 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
             merged = {(p["in"], p["name"]): p for p in [*common, *_parameters(op, resolve, here)]}
             ops.append((path, method, op, list(merged.values()), here))
 
-    steps: set[str] = set()
+    steps = Names()
     values = Values(resolve, seed=seed, ids=ids)
     calls: list[tuple[Call, set[str], set[str]]] = []  # call, variables needed, variables produced
     for path, method, op, params, where in ops:

@@ -101,9 +101,10 @@ def summary(scenario: Scenario) -> list[str]:
     """What the import did, for the console (stderr)."""
     lines = [f"{len(scenario.calls)} calls in scenario {scenario.name!r}"]
     flows = []
+    reads = [(c.step, c.refs()) for c in scenario.calls]
     for call in scenario.calls:
         for cap in call.captures:
-            users = [c.step for c in scenario.calls if cap.var in c.refs()]
+            users = [step for step, refs in reads if cap.var in refs]
             flows.append(f"{cap.var} ({call.step} → {', '.join(users) or 'unused'})")
     if flows:
         lines.append("correlated: " + "; ".join(flows))
