@@ -235,6 +235,8 @@ OPENAPI_FIELDS: list[tuple[tuple[Any, ...], str, Any]] = [
      st.one_of(NOT_NUMBER, st.integers(min_value=101, max_value=10**12))),
     ((*CART, "properties", "count", "maximum"), "count.maximum", NOT_NUMBER.filter(lambda v: not isinstance(v, float))),
     ((*CART, "properties", "count", "type"), "count.type", st.text(alphabet="qwxyz", min_size=1, max_size=6)),
+    ((*CART, "properties", "count"), "properties.count",
+     st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2), st.just(False))),
     ((*CART, "properties", "items", "items"), "items.items", st.sampled_from([{"$ref": "#/nowhere"}, {"$ref": "http://x/y"}])),
     (("paths", "/carts", "post", "requestBody", "content", "application/json", "schema"), "schema",
      st.sampled_from([{"$ref": "#/components/schemas/A"}])),

@@ -90,11 +90,9 @@ class Values:
         self._made += 1
         if self._made > MAX_VALUES:
             raise ImportProblem(f"{where}: the schema asks for more than {MAX_VALUES} values in one body")
-        if depth > MAX_DEPTH or not isinstance(schema, dict):
-            return None
-        schema = self._resolve(schema, where)
-        if not isinstance(schema, dict):
-            return None
+        if depth > MAX_DEPTH or schema is None or schema is True:
+            return None  # too deep, absent, or `true` (JSON Schema 2020-12: anything goes)
+        schema = obj(self._resolve(schema, where), where)
         if name in self.ids:
             return Ref(self.ids[name])
         for key in ("example", "default", "const"):
