@@ -79,6 +79,7 @@ DROPPED_HEADERS = {
     "accept", "transfer-encoding", "upgrade", "expect", "trailer", "proxy-connection",
 }  # fmt: skip
 REDIRECTS = {301, 302, 303, 307, 308}
+METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}  # what chain steps send
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -317,6 +318,8 @@ def select(
         forced = bool(include) and _matches(include, host, path)
         if not method or not _TOKEN.match(method):
             verdicts[index] = "malformed method"
+        elif method not in METHODS:
+            verdicts[index] = "method a replay cannot send (WebDAV, custom)"
         elif parts.scheme not in ("http", "https") or not parts.netloc:
             verdicts[index] = "not http"
         elif index in hops:

@@ -296,6 +296,9 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
                 call.form = _form_pairs(body)
             else:
                 call.multipart = _multipart(media, body, resolve, body_where)
+                if not call.multipart.fields and not call.multipart.files:
+                    notes.append(f"skipped {method.upper()} {path}: its multipart schema has nothing to send")
+                    continue
         fields = call.multipart.fields if call.multipart else None
         needed |= refs_in(call.json) | refs_in(call.form) | refs_in(query) | refs_in(fields)
         needed -= set(values.generated)
