@@ -14,12 +14,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from loadstack import __version__, exitcodes, k8s, lifecycle, profiles, settings
 from loadstack.configfile import ConfigError
+from loadstack.importers import commands as import_commands
 from loadstack.masking import Masker
 
 Handler = Callable[[argparse.Namespace], int]
@@ -439,80 +439,6 @@ def cmd_auth_check(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _write_import(scenario: Any, args: argparse.Namespace, source: str, style: str, dropped: str = "") -> int:
-    from loadstack.importers import output
-
-    command = f"loadstack import {args.import_command} {Path(source).name if '://' not in source else source}"
-    text = output.render(scenario, args.format, output.header(scenario, command, source), style=style)
-    where = output.write(text, args.output, force=args.force)
-    for line in ([dropped] if dropped else []) + output.summary(scenario):
-        print(f"import: {line}", file=sys.stderr)
-    if where != "stdout":
-        print(f"import: wrote {where} ({args.format})", file=sys.stderr)
-    return exitcodes.OK
-
-
-def cmd_import_har(args: argparse.Namespace) -> int:
-    from loadstack.durations import parse_duration
-    from loadstack.importers import ImportProblem, correlate, har
-
-    try:
-        doc = har.load(args.file)
-        selection = har.select(doc, include=args.include, exclude=args.exclude, keep_static=args.keep_static)
-        if not selection.kept:
-            raise ImportProblem(f"{args.file}: no API calls left after filtering ({dict(selection.dropped)})")
-        origin = har.main_origin(selection.kept)
-        others = [r for r in selection.kept if r.origin != origin]
-        if others:
-            selection.dropped[f"other origins than {origin}"] += len(others)
-            selection.kept = [r for r in selection.kept if r.origin == origin]
-        name = args.name or Path(args.file).stem
-        scenario = correlate.scenario_from(
-            selection.kept,
-            name=_step_safe(name),
-            description=f"Recorded with {selection.creator} against {origin}",
-            min_think=parse_duration(args.min_think),
-            max_think=parse_duration(args.max_think),
-        )
-        kept = len(selection.kept)
-        total = kept + sum(selection.dropped.values())
-        detail = ", ".join(f"{n} {why}" for why, n in selection.dropped.most_common())
-        dropped = f"kept {kept} API calls of {total} entries" + (
-            f"; dropped {sum(selection.dropped.values())}: {detail}" if detail else ""
-        )
-        return _write_import(scenario, args, args.file, "session", dropped)
-    except (ImportProblem, ValueError) as exc:
-        print(f"loadstack import har: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-
-
-def cmd_import_openapi(args: argparse.Namespace) -> int:
-    from loadstack.importers import ImportProblem, openapi
-
-    try:
-        doc = openapi.load(args.source, allow_remote=args.allow_remote)
-        scenario = openapi.scenario_from(
-            doc, name=_step_safe(args.name) if args.name else None, seed=args.seed
-        )
-        return _write_import(scenario, args, args.source, "tasks")
-    except (ImportProblem, ValueError) as exc:
-        print(f"loadstack import openapi: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-
-
-def _step_safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:64] or "imported"
-
-
-def _import_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", "-o", help="file to write (default: stdout); never replaced without --force")
-    p.add_argument("--format", choices=["chain", "locustfile"], default="chain", help="default: chain")
-    p.add_argument("--name", help="scenario name (default: from the input)")
-    p.add_argument("--force", action="store_true", help="replace --output if it exists")
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -623,26 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_chain_validate)
 
-    imp = sub.add_parser(
-        "import", help="generate a chain or locustfile from a HAR recording or OpenAPI"
-    ).add_subparsers(dest="import_command", required=True, metavar="SOURCE")
-    p = imp.add_parser("har", help="a browser recording (DevTools: Network → Save all as HAR)")
-    p.add_argument("file")
-    _import_flags(p)
-    p.add_argument(
-        "--include", action="append", metavar="GLOB", help="keep only matching host/path (repeatable)"
-    )
-    p.add_argument("--exclude", action="append", metavar="GLOB", help="drop matching host/path (repeatable)")
-    p.add_argument("--keep-static", action="store_true", help="keep static assets and page loads")
-    p.add_argument("--max-think", default="5s", help="cap recorded think times (default 5s)")
-    p.add_argument("--min-think", default="100ms", help="ignore shorter gaps (default 100ms)")
-    p.set_defaults(handler=cmd_import_har)
-    p = imp.add_parser("openapi", help="every operation of an OpenAPI 3 document (URL or file)")
-    p.add_argument("source", metavar="URL|FILE")
-    _import_flags(p)
-    p.add_argument("--seed", type=int, default=1234, help="for generated values (default 1234)")
-    p.add_argument("--allow-remote", action="store_true", help="fetch the document from a non-local URL")
-    p.set_defaults(handler=cmd_import_openapi)
+    import_commands.add_parsers(sub)
 
     authp = sub.add_parser("auth", help="auth modes").add_subparsers(
         dest="auth_command", required=True, metavar="ACTION"

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from loadstack import replay
 from loadstack.chains import metrics
 from loadstack.chains.templates import Expression, TemplateError, compile_value, render_value
 
@@ -61,6 +62,7 @@ class ChainRun:
             "user": self.rt.identity,
             "seed": self.seed,
             "faker": self.rt.faker,
+            "env": replay.ENV,
         }
         scope.update(extra)
         return scope

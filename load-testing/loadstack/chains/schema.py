@@ -76,19 +76,73 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# A form or multipart field value as written (templated when a string); a list repeats the field.
+FieldValue = str | int | float | bool
+FormFields = dict[str, FieldValue | list[FieldValue]]
+OCTET_STREAM = "application/octet-stream"
+
+
+class FilePart(Strict):
+    """One file of a multipart body; ``path`` is relative to the chain file's directory."""
+
+    field: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    filename: str | None = Field(default=None, description="default: the file's own name")
+    content_type: str = OCTET_STREAM
+
+
+class MultipartSpec(Strict):
+    fields: FormFields = Field(default_factory=dict)
+    files: list[FilePart] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MultipartSpec:
+        if not self.fields and not self.files:
+            raise ValueError("give fields, files or both")
+        return self
+
+
+class BodyFileSpec(Strict):
+    """A raw body read from a file, sent as is (never templated)."""
+
+    path: str = Field(min_length=1)
+    content_type: str = OCTET_STREAM
+
+
+BODY_KINDS = ("json", "body", "form", "multipart", "body_file")
+
+
 class HttpSpec(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = Field(min_length=1)
     json_body: Any = Field(default=None, alias="json")
-    body: str | None = None
+    body: str | None = Field(default=None, description="a text body (templated)")
+    form: FormFields | None = Field(
+        default=None, description="application/x-www-form-urlencoded; names and values as decoded text"
+    )
+    multipart: MultipartSpec | None = None
+    body_file: BodyFileSpec | None = None
     headers: dict[str, str] | None = None
     timeout: PositiveSeconds | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpSpec:
-        if self.json_body is not None and self.body is not None:
-            raise ValueError("give either json or body, not both")
+        given = [k for k in BODY_KINDS if self.body_of(k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one body ({' | '.join(BODY_KINDS)}); found {', '.join(given)}")
         return self
+
+    def body_of(self, kind: str) -> Any:
+        return self.json_body if kind == "json" else getattr(self, kind)
+
+    def files(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(location under this spec, path) of every file the request sends."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if self.multipart is not None:
+            out += [(("multipart", "files", i, "path"), f.path) for i, f in enumerate(self.multipart.files)]
+        if self.body_file is not None:
+            out.append((("body_file", "path"), self.body_file.path))
+        return out
 
 
 class WsSpec(Strict):

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gevent
+from urllib3 import encode_multipart_formdata
 
 from loadstack.chains import metrics
 from loadstack.chains.engine import ChainRun, Mismatch, StepFailed, run_sequence
@@ -131,8 +134,9 @@ class Step:
     kind = "custom"
     request_type = "CUSTOM"
 
-    def __init__(self, spec: StepSpec) -> None:
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
         self.spec = spec
+        self.base_dir = base_dir  # where request files are (a chain file's directory; None: cwd)
         self.name = spec.name
         self.when = Expression(spec.when) if spec.when else None
         if isinstance(spec.on_failure, GotoSpec):
@@ -235,43 +239,130 @@ class Step:
             raise StepFailed(self.name, failure.message) from None
 
 
+def _render_constant(value: Any) -> Any:
+    return render_value(value, _NO_SCOPE)
+
+
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+_file_cache: dict[Path, bytes] = {}
+
+
+def request_file(base_dir: Path | None, path: str) -> Path:
+    """Where a request file is: relative to the chain file's directory, or to the cwd (Python API)."""
+    return base_dir / path if base_dir is not None else Path(path)
+
+
+def read_request_file(path: Path) -> bytes:
+    """A request file's bytes, read once per process (not per request)."""
+    data = _file_cache.get(path)
+    if data is None:
+        data = _file_cache[path] = path.read_bytes()
+    return data
+
+
+def _field_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field_pairs(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rendered form/multipart fields as (name, text) pairs; a list value repeats the name."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            pairs.append((key, _field_text(item)))
+    return pairs
+
+
+def _with_content_type(headers: dict[str, Any] | None, content_type: str, *, force: bool) -> dict[str, Any]:
+    """``headers`` plus the body's Content-Type: a header the step sets wins, unless ``force``."""
+    headers = dict(headers or {})
+    given = [k for k in headers if k.lower() == "content-type"]
+    if given and not force:
+        return headers
+    for key in given:
+        del headers[key]
+    headers["Content-Type"] = content_type
+    return headers
+
+
+class HttpRequest:
+    """An ``http`` request compiled once: templates parsed, request files read.
+
+    ``render(fn)`` gives the keyword arguments for Locust's ``request()``; ``fn`` renders one
+    compiled value (a constant renderer, or a step's renderer within a run).  The body is one of
+    ``json`` (Locust encodes it), ``body`` (text), ``form`` (urlencoded here, exactly once),
+    ``multipart`` (encoded by urllib3, with the boundary in the Content-Type) or ``body_file``
+    (raw bytes, never templated).
+    """
+
+    def __init__(self, spec: HttpSpec, base_dir: Path | None) -> None:
+        self.method = spec.method
+        self.path = Template(spec.path)
+        self.headers = compile_value(spec.headers or {})
+        self.json = compile_value(spec.json_body)
+        self.body = Template(spec.body) if spec.body is not None else None
+        self.form = compile_value(spec.form) if spec.form is not None else None
+        self.fields = compile_value(spec.multipart.fields) if spec.multipart is not None else None
+        self.files = [
+            (
+                f.field,
+                (
+                    f.filename or Path(f.path).name,
+                    read_request_file(request_file(base_dir, f.path)),
+                    f.content_type,
+                ),
+            )
+            for f in (spec.multipart.files if spec.multipart is not None else [])
+        ]
+        self.raw = (
+            (read_request_file(request_file(base_dir, spec.body_file.path)), spec.body_file.content_type)
+            if spec.body_file is not None
+            else None
+        )
+
+    def templates(self) -> list[Any]:
+        return [self.path, self.headers, self.json, self.body, self.form, self.fields]
+
+    def render(self, render: Any) -> dict[str, Any]:
+        headers = render(self.headers) or None
+        data: Any = None
+        if self.body is not None:
+            data = render(self.body)
+        elif self.form is not None:
+            data = urllib.parse.urlencode(_field_pairs(render(self.form)))
+            headers = _with_content_type(headers, FORM_URLENCODED, force=False)
+        elif self.fields is not None:
+            data, content_type = encode_multipart_formdata([*_field_pairs(render(self.fields)), *self.files])
+            headers = _with_content_type(headers, content_type, force=True)
+        elif self.raw is not None:
+            data = self.raw[0]
+            headers = _with_content_type(headers, self.raw[1], force=False)
+        return {"path": render(self.path), "headers": headers, "json": render(self.json), "data": data}
+
+    def describe(self, rendered: dict[str, Any]) -> str:
+        return f"HTTP {self.method} {rendered['path']}"
+
+
 class HttpStep(Step):
     kind, request_type = "http", "HTTP"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         h: HttpSpec = spec.http  # type: ignore[assignment]
         self.method = h.method
-        self.path = Template(h.path)
-        self.headers = compile_value(h.headers or {})
-        self.json = compile_value(h.json_body)
-        self.body = Template(h.body) if h.body is not None else None
+        self.request = HttpRequest(h, base_dir)
         # A request without templates is rendered once, here, not on every run.
-        self._static = None if _has_template(self.templates()) else self._render_all(None)
+        self._static = None if _has_template(self.templates()) else self.request.render(_render_constant)
 
     def templates(self) -> list[Any]:
-        return [self.path, self.headers, self.json, self.body]
-
-    def request(self, run: ChainRun) -> dict[str, Any]:
-        return self._static if self._static is not None else self._render_all(run)
-
-    def _render_all(self, run: ChainRun | None) -> dict[str, Any]:
-        if run is None:
-            return {
-                "path": render_value(self.path, _NO_SCOPE),
-                "headers": render_value(self.headers, _NO_SCOPE) or None,
-                "json": render_value(self.json, _NO_SCOPE),
-                "data": render_value(self.body, _NO_SCOPE) if self.body is not None else None,
-            }
-        return {
-            "path": self.render(run, self.path),
-            "headers": self.render(run, self.headers) or None,
-            "json": self.render(run, self.json),
-            "data": self.render(run, self.body) if self.body is not None else None,
-        }
+        return self.request.templates()
 
     def execute(self, run: ChainRun) -> None:
-        req = self.request(run)
+        req = self._static if self._static is not None else self.request.render(lambda v: self.render(run, v))
         name = run.stat_name(self.name)
         with run.rt.http.request(
             self.method,
@@ -366,8 +457,8 @@ def http_result(resp: Any) -> HttpResult:
 class WsStep(Step):
     kind, request_type = "ws", "WS"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         w: WsSpec = spec.ws  # type: ignore[assignment]
         self.path = w.path
         self.send = compile_value(w.send)
@@ -411,8 +502,8 @@ class WsStep(Step):
 class SqlStep(Step):
     kind, request_type = "sql", "SQL"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         s: SqlSpec = spec.sql  # type: ignore[assignment]
         self.query = s.query
         self.params = compile_value(s.params)
@@ -436,8 +527,8 @@ class SqlStep(Step):
 class RedisStep(Step):
     kind, request_type = "redis", "REDIS"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         r: RedisSpec = spec.redis  # type: ignore[assignment]
         self.command = r.command
         self.args = compile_value(r.args)
@@ -460,8 +551,8 @@ class RedisStep(Step):
 class AmqpPublishStep(Step):
     kind, request_type = "amqp_publish", "AMQP"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         a: AmqpPublishSpec = spec.amqp_publish  # type: ignore[assignment]
         self.exchange = a.exchange
         self.routing_key = Template(a.routing_key)
@@ -496,8 +587,8 @@ class AmqpPublishStep(Step):
 class AmqpExpectStep(Step):
     kind, request_type = "amqp_expect", "AMQP"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         a: AmqpExpectSpec = spec.amqp_expect  # type: ignore[assignment]
         self.spec_a = a
         self.queue = Template(a.queue) if a.queue else None
@@ -577,8 +668,8 @@ class AwaitStep(Step):
 
     kind, request_type = "await", "AWAIT"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         a: AwaitSpec = spec.await_  # type: ignore[assignment]
         self.a = a
         self.until = Expression(a.until) if a.until else None
@@ -590,12 +681,8 @@ class AwaitStep(Step):
             h = a.http
             assert h is not None
             self.probe_kind = "http"
-            self.probe = (
-                h.method,
-                Template(h.path),
-                compile_value(h.headers or {}),
-                compile_value(h.json_body),
-            )
+            self.http_probe = HttpRequest(h, base_dir)
+            self.probe = (h.method, *self.http_probe.templates())
 
     def templates(self) -> list[Any]:
         return list(self.probe[1:])
@@ -608,7 +695,7 @@ class AwaitStep(Step):
             return f"SQL {self.probe[0].strip()} with {short(rendered[1])}"
         if self.probe_kind == "redis":
             return f"{self.probe[0]} {' '.join(str(a) for a in rendered[1])}"
-        return f"HTTP {self.probe[0]} {rendered[1]}"
+        return self.http_probe.describe(rendered[1])
 
     def poll(self, run: ChainRun, rendered: tuple) -> Any:
         rt = run.rt
@@ -617,8 +704,10 @@ class AwaitStep(Step):
             return {"rows": rows, "rowcount": len(rows)}
         if self.probe_kind == "redis":
             return {"value": decode(rt.quiet_redis.redis.execute_command(self.probe[0], *rendered[1]))}
-        method, _, _, _ = self.probe
-        resp = rt.quiet_http.request(method, rendered[1], headers=rendered[2] or None, json=rendered[3])
+        req = rendered[1]
+        resp = rt.quiet_http.request(
+            self.http_probe.method, req["path"], headers=req["headers"], json=req["json"], data=req["data"]
+        )
         return http_result(resp)
 
     def held(self, run: ChainRun, last: Any) -> bool:
@@ -634,12 +723,7 @@ class AwaitStep(Step):
         a = self.a
         name = run.stat_name(self.name)
         if self.probe_kind == "http":
-            rendered = (
-                None,
-                self.render(run, self.probe[1]),
-                self.render(run, self.probe[2]),
-                self.render(run, self.probe[3]),
-            )
+            rendered = (None, self.http_probe.render(lambda v: self.render(run, v)))
         else:
             rendered = (None, self.render(run, self.probe[1]))
         start = time.perf_counter()
@@ -705,11 +789,16 @@ class ThinkStep(Step):
 class BranchStep(Step):
     kind = "branch"
 
-    def __init__(self, spec: StepSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: StepSpec, base_dir: Path | None = None) -> None:
+        super().__init__(spec, base_dir)
         b: BranchSpec = spec.branch  # type: ignore[assignment]
         self.paths = [
-            (p.name, Expression(p.when) if p.when else None, p.weight, [build_step(s) for s in p.steps])
+            (
+                p.name,
+                Expression(p.when) if p.when else None,
+                p.weight,
+                [build_step(s, base_dir) for s in p.steps],
+            )
             for p in b.paths
         ]
         self.weighted = all(p[2] is not None for p in self.paths)
@@ -786,8 +875,9 @@ STEP_CLASSES: dict[str, type[Step]] = {
 }
 
 
-def build_step(spec: StepSpec) -> Step:
-    return STEP_CLASSES[spec.kind](spec)
+def build_step(spec: StepSpec, base_dir: Path | None = None) -> Step:
+    """The step of ``spec``; request files are relative to ``base_dir`` (the cwd when None)."""
+    return STEP_CLASSES[spec.kind](spec, base_dir)
 
 
 # -- Python API: the same specs a chain file produces ----------------------------------------------
@@ -807,11 +897,37 @@ def _common(name: str, **options: Any) -> dict[str, Any]:
 
 
 def http(
-    name: str, method: str, path: str, *, json: Any = None, headers: dict | None = None, **options: Any
+    name: str,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    headers: dict | None = None,
+    body: str | None = None,
+    form: dict[str, Any] | None = None,
+    multipart: dict[str, Any] | None = None,
+    body_file: dict[str, Any] | str | None = None,
+    **options: Any,
 ) -> StepSpec:
-    return StepSpec(
-        http=HttpSpec(method=method, path=path, json=json, headers=headers), **_common(name, **options)
+    """An HTTP step; at most one body: ``json``, ``body`` (text), ``form``, ``multipart`` or ``body_file``.
+
+    ``multipart``: ``{"fields": {...}, "files": [{"field", "path", "filename", "content_type"}]}``;
+    ``body_file``: a path or ``{"path", "content_type"}``.  File paths are absolute or relative to
+    the current directory, and are read once when the chain is built.
+    """
+    spec = HttpSpec.model_validate(
+        {
+            "method": method,
+            "path": path,
+            "json": json,
+            "headers": headers,
+            "body": body,
+            "form": form,
+            "multipart": multipart,
+            "body_file": {"path": body_file} if isinstance(body_file, str) else body_file,
+        }
     )
+    return StepSpec(http=spec, **_common(name, **options))
 
 
 def sql(name: str, query: str, params: Any = None, **options: Any) -> StepSpec:
