@@ -35,6 +35,19 @@ def make_store(kind: str) -> tuple[Store, bool, str]:
     from loadstack_demo.backend_store import BackendStore
 
     config = current()
+    from loadstack import safety
+
+    for what, url in (
+        ("PostgreSQL", config.postgres_dsn),
+        ("RabbitMQ", config.amqp_url),
+        ("Redis", config.redis_url),
+    ):
+        try:  # the demo is loadstack's own process: the same target rule as the load generators
+            safety.check_target(url, allow_remote=config.allow_remote, what=what, environ=config.environ)
+        except safety.RemoteTargetError as exc:
+            if kind == "backend":
+                raise SystemExit(f"demo platform: {exc}") from None
+            return MemoryStore(), False, f"backend refused ({exc})"
     wait = config.demo_startup_wait if kind == "backend" else 0.0
     deadline = time.monotonic() + wait
     while True:

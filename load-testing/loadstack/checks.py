@@ -54,15 +54,21 @@ def aim(run: RunSettings, config: Settings, host: str | None) -> list[str]:
         "PostgreSQL (LOADSTACK_POSTGRES_DSN)": config.postgres_dsn,
         "RabbitMQ (LOADSTACK_AMQP_URL)": config.amqp_url,
         "Redis (LOADSTACK_REDIS_URL)": config.redis_url,
+        "RabbitMQ management API (LOADSTACK_RABBITMQ_MANAGEMENT_URL)": config.rabbitmq_management_url,
     }
     found = []
     for what, url in targets.items():
         if not url:
             continue
         try:
-            safety.check_target(url, allow_remote=run.allow_remote, what=what)
+            safety.check_target(url, allow_remote=run.allow_remote, what=what, environ=config.environ)
         except ValueError as exc:
             found.append(str(exc))
+    if host and run.seed and run.seed.register_path:
+        try:  # exactly as seeding will build it
+            safety.check_request(host.rstrip("/"), run.seed.register_path, allow_remote=run.allow_remote)
+        except ValueError as exc:
+            found.append(f"{run.profile_file}: seed.register: {exc}")
     return found
 
 

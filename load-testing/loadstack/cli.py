@@ -432,7 +432,7 @@ def cmd_auth_check(args: argparse.Namespace) -> int:
         refused = checks.aim(run, settings.current(), run.host)
         if refused:
             raise AuthConfigError(refused[0])
-        print(preflight.check(run.auth.model_dump(), run.host))
+        print(preflight.check(run.auth.model_dump(), run.host, allow_remote=run.allow_remote))
     except (AuthConfigError, ValueError) as exc:
         print(f"loadstack auth check: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT

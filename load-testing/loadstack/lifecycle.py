@@ -219,7 +219,7 @@ def _seed_only(run: RunSettings, prepared: Prepared) -> int:
         say("seed-only: the profile has no seed: to create")
         return exitcodes.OK
     try:
-        seed.seed_run(run.host, prepared.run_id, run.seed, say)
+        seed.seed_run(run.host, prepared.run_id, run.seed, say, allow_remote=run.allow_remote)
     except seed.SeedError as exc:
         raise RunError(str(exc)) from None
     return exitcodes.OK

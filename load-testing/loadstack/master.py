@@ -156,7 +156,10 @@ class RunMaster:
             log.error("auth %s: no target host to check the token against", self.run.auth.mode)
             raise SystemExit(exitcodes.BAD_INPUT)
         try:
-            progress_log.info("%s", self.masker(preflight.check(self.run.auth.model_dump(), self.env.host)))
+            line = preflight.check(
+                self.run.auth.model_dump(), self.env.host, allow_remote=self.run.allow_remote
+            )
+            progress_log.info("%s", self.masker(line))
         except auth.AuthConfigError as exc:
             log.error("%s", self.masker(str(exc)))
             raise SystemExit(exitcodes.BAD_INPUT) from None
@@ -165,7 +168,11 @@ class RunMaster:
         assert self.run.seed is not None and self.env.host
         try:
             self.extra["seed"] = seed.seed_run(
-                self.env.host, self.ctx.run_id, self.run.seed, progress_log.info
+                self.env.host,
+                self.ctx.run_id,
+                self.run.seed,
+                progress_log.info,
+                allow_remote=self.run.allow_remote,
             )
         except seed.SeedError as exc:
             log.error("%s", self.masker(str(exc)))

@@ -23,6 +23,8 @@ from loadstack.gates import Gate, load_slo, with_sources
 from loadstack.settings import Settings
 
 RunMode = Literal["auto", "native", "docker"]
+# A path on the target: one leading slash, no scheme, no host (`//host`, `@host`) of its own.
+RELATIVE_PATH = r"^/([^/\s][^\s]*)?$"
 
 
 class Strict(BaseModel):
@@ -89,7 +91,12 @@ class SeedSpec(Section):
 
     customers: int = Field(ge=1, le=100_000)
     seed: int = 1234
-    register_path: str | None = Field(default="/api/v1/auth/register", alias="register")
+    register_path: str | None = Field(
+        default="/api/v1/auth/register",
+        alias="register",
+        pattern=RELATIVE_PATH,
+        description="a path on the target",
+    )
 
 
 class Profile(Strict):

@@ -63,7 +63,9 @@ class AuthSpec(BaseModel):
     ttl: PositiveSeconds = Field(default=300, description="lifetime of each signed token")
     # both
     probe: str = Field(
-        default="/api/v1/auth/me", description="an endpoint that needs a token, checked once at start"
+        default="/api/v1/auth/me",
+        pattern=r"^/([^/\s][^\s]*)?$",
+        description="an endpoint that needs a token, checked once at start (a path on the target)",
     )
 
     @model_validator(mode="before")

@@ -203,7 +203,7 @@ def teardown(
     dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
     for what, url in (("postgres", dsn), ("redis", redis_url), ("rabbitmq", amqp_url)):
         try:
-            safety.check_target(url, allow_remote=allow_remote, what=what)
+            safety.check_target(url, allow_remote=allow_remote, what=what, environ=config.environ)
         except safety.RemoteTargetError as exc:
             report.skipped[what] = str(exc)
             continue

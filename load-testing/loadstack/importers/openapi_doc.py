@@ -112,8 +112,10 @@ def _read(source: str, allow_remote: bool, max_bytes: int) -> bytes:
         except ValueError as exc:
             raise ImportProblem(str(exc)) from None
         try:
-            with urllib.request.urlopen(source, timeout=15) as resp:
+            with safety.urlopen(source, allow_remote=allow_remote, timeout=15) as resp:
                 raw = resp.read(max_bytes + 1)
+        except safety.RemoteTargetError as exc:
+            raise ImportProblem(str(exc)) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise ImportProblem(f"{source}: cannot fetch: {getattr(exc, 'reason', exc)}") from None
         if len(raw) > max_bytes:

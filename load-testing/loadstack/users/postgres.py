@@ -43,7 +43,9 @@ def allow_remote() -> bool:
 
 def connect(dsn: str, *, connect_timeout: float = 5.0) -> psycopg2.extensions.connection:
     """An autocommit connection tagged with the run id (``application_name``) so it can be found."""
-    safety.check_target(dsn, allow_remote=allow_remote(), what="PostgreSQL")
+    safety.check_target(
+        dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
+    )
     conn = psycopg2.connect(
         dsn,
         connect_timeout=max(1, int(connect_timeout)),
@@ -70,7 +72,9 @@ class SharedPool:
 
     def _ensure(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is None:
-            safety.check_target(self.dsn, allow_remote=allow_remote(), what="PostgreSQL")
+            safety.check_target(
+                self.dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
+            )
             self._pool = psycopg2.pool.ThreadedConnectionPool(
                 0, self.maxconn, self.dsn, application_name=f"loadstack-{runcontext.current().run_id}"[:63]
             )
