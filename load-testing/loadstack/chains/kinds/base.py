@@ -47,11 +47,18 @@ def render_constant(value: Any) -> Any:
     return render_value(value, NO_SCOPE)
 
 
+class LazyResult(dict):
+    """A step result (``last``) that loads some of its parts on first use, such as an HTTP body."""
+
+    def shown(self) -> dict[str, Any]:
+        """What a failure message shows (may load the lazy parts)."""
+        return dict(self)
+
+
 def short(value: Any, limit: int = 160) -> str:
     """A value for a failure message: compact JSON, cut at ``limit`` characters."""
-    shown = getattr(value, "shown", None)  # results that load their body lazily (HTTP)
-    if shown is not None:
-        value = shown()
+    if isinstance(value, LazyResult):
+        value = value.shown()
     try:
         text = json.dumps(value, default=str, separators=(",", ":"))
     except (TypeError, ValueError):

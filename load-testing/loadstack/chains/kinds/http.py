@@ -18,7 +18,7 @@ from urllib3 import encode_multipart_formdata
 
 from loadstack.chains.engine import ChainRun, Mismatch, StepFailed
 from loadstack.chains.jsonpath import json_get, parse_json_path
-from loadstack.chains.kinds.base import Builder, Step, has_template, render_constant, short
+from loadstack.chains.kinds.base import Builder, LazyResult, Step, has_template, render_constant, short
 from loadstack.chains.schema import ExpectSpec, HttpSpec, HttpStepSpec
 from loadstack.chains.templates import Template, compile_value
 
@@ -122,7 +122,7 @@ class HttpRequest:
         return {"path": render(self.path), "headers": headers, "json": render(self.json), "data": data}
 
 
-class HttpResult(dict):
+class HttpResult(LazyResult):
     """``last`` of an HTTP step: ``status``, ``headers``, ``error`` up front; ``text`` and ``json`` on first use.
 
     Most steps never look at the body; decoding and parsing it only when an
@@ -158,7 +158,6 @@ class HttpResult(dict):
             return default
 
     def shown(self) -> dict[str, Any]:
-        """What a failure message shows (loads the body)."""
         return {k: self[k] for k in ("status", "json", "text", "error")}
 
 
