@@ -176,6 +176,8 @@ class Chain:
         self.steps = steps
         self.defaults = compile_value(defaults or {})
         self.templated = _has_template(self.defaults)
+        if not self.templated:  # plain values, not compiled templates, in every run's scope
+            self.defaults = render_value(self.defaults, {})
         self.seed = seed
         self.weight = weight
         self.description = description

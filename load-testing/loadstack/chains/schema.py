@@ -12,6 +12,7 @@ YAML run through the same engine.  ``python`` steps exist in the Python API only
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     WrapValidator,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -85,6 +87,9 @@ REDIS_COMMANDS = frozenset(
 )
 
 
+ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -127,7 +132,10 @@ BODY_KINDS = ("json", "body", "form", "multipart", "body_file")
 
 class HttpSpec(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
-    path: str = Field(min_length=1)
+    path: str = Field(
+        min_length=1,
+        description="a path on the target (`/x`), a template, or an absolute URL the target guard allows",
+    )
     json_body: Any = Field(default=None, alias="json")
     body: str | None = Field(default=None, description="a text body (templated)")
     form: FormFields | None = Field(
@@ -137,6 +145,21 @@ class HttpSpec(Strict):
     body_file: BodyFileSpec | None = None
     headers: dict[str, str] | None = None
     timeout: PositiveSeconds | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        # HTTP clients prepend the host by string concatenation: `@other.host/x` or `.suffix` would
+        # change the host.  Templated paths are checked when rendered (the target guard).
+        if (path.startswith("/") and not path.startswith("//")) or "{{" in path or ABSOLUTE_URL.match(path):
+            return path
+        raise ValueError(
+            f"{path!r}: give a path starting with one '/', a template, or an absolute http(s) URL"
+        )
+
+    def absolute_url(self) -> str | None:
+        """The URL of a step that names its own (checked against the target guard before the run)."""
+        return self.path if ABSOLUTE_URL.match(self.path) and "{{" not in self.path else None
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpSpec:
