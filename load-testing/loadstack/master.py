@@ -274,6 +274,11 @@ class RunMaster:
         self.end_reason = "interrupted"
         self.stop()
 
+    def finish(self, reason: str) -> None:
+        """The run's work is done before its time (iteration budgets used up, data exhausted)."""
+        self.end_reason = reason
+        self.stop()
+
     def stop(self) -> None:
         self.env.runner.quit()
         if self.env.web_ui is not None:

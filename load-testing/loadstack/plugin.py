@@ -57,8 +57,10 @@ def install(event_hooks: Any = events) -> None:
         return
     _installed = True
     from loadstack import master
+    from loadstack.workload import runtime as workload
 
     event_hooks.init_command_line_parser.add_listener(master.add_arguments)
+    event_hooks.init_command_line_parser.add_listener(workload.add_arguments)
     event_hooks.init.add_listener(_on_init)
 
 
@@ -79,6 +81,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     from loadstack.chains import metrics as chain_metrics
     from loadstack.inspect import sampling
     from loadstack.metrics import server as metrics_server
+    from loadstack.workload import runtime as workload
 
     role = role_of(runner)
     try:
@@ -93,13 +96,29 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     if role == "worker":
         st.metrics = metrics_server.install(environment, role)
         environment.events.test_start.add_listener(master.join)
+        try:
+            workload.install(environment, role, ctx.settings)
+        except ValueError as exc:  # the master reports bad input and ends the run
+            log.error("workload: %s", exc)
         return
     st.sampler = sampling.start(environment, ctx.settings)
-    st.metrics = metrics_server.install(environment, role, st.sampler)
+    st.metrics = metrics_server.install(
+        environment, role, st.sampler, [workload.Exporter(ctx.run_id, ctx.profile)]
+    )
     st.sections["chains"] = lambda: chain_metrics.section(environment)
     if st.sampler is not None:
         st.sections["queues"] = st.sampler.summary
-    master.RunMaster(environment, ctx, st.class_stats, st.sections).start()
+    run_master = master.RunMaster(environment, ctx, st.class_stats, st.sections)
+    run_master.start()
+    try:  # after the master's input checks: the plan loads chain files they have checked
+        wl = workload.install(environment, role, ctx.settings)
+        coordinator = workload.coordinate(wl, ctx.settings, run_master.finish)
+    except ValueError as exc:  # PlanError, FeederError: the profile asks for what cannot be done
+        log.error("%s", exc)
+        log.error("bad input: nothing was started (exit %d)", exitcodes.BAD_INPUT)
+        raise SystemExit(exitcodes.BAD_INPUT) from None
+    st.sections["workload"] = coordinator.section
+    st.sections["dropped_iterations"] = coordinator.dropped
 
 
 def apply_user_settings(environment: Environment, run: RunSettings) -> None:
