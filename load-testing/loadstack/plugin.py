@@ -17,15 +17,16 @@ to the plugin.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from locust import between, events
 from locust.env import Environment
-from locust.runners import MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
-from loadstack import exitcodes, runcontext
+from loadstack import exitcodes, runcontext, windows
 from loadstack.configfile import ConfigError
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.metrics.aggregate import RequestMetrics
@@ -93,6 +94,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     st = _states[environment] = PluginState(role=role, class_stats=UserClassStats())
     st.class_stats.attach(environment, role)
     chain_metrics.counters.attach(environment, role)
+    windows.seconds.attach(environment, role)
     if role == "worker":
         st.metrics = metrics_server.install(environment, role)
         environment.events.test_start.add_listener(master.join)
@@ -119,6 +121,12 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         raise SystemExit(exitcodes.BAD_INPUT) from None
     st.sections["workload"] = coordinator.section
     st.sections["dropped_iterations"] = coordinator.dropped
+    sustained = windows.Sustained(ctx.settings.gates, windows.seconds)
+    if sustained.active:
+        environment.events.test_start.add_listener(lambda **_: setattr(sustained, "started", time.time()))
+        st.sections["sustained"] = lambda: sustained.section(
+            final=environment.runner.state not in (STATE_RUNNING, STATE_SPAWNING)
+        )
 
 
 def apply_user_settings(environment: Environment, run: RunSettings) -> None:
@@ -138,3 +146,5 @@ def apply_user_settings(environment: Environment, run: RunSettings) -> None:
         environment.tags = run.tags
     if run.exclude_tags and environment.exclude_tags is None:
         environment.exclude_tags = run.exclude_tags
+    # Per-second request counts only when a sustained gate (`for:`) needs them.
+    windows.seconds.enabled = any(g.sustained for g in run.gates)

@@ -312,12 +312,12 @@ class Coordinator:
                 dropped=int(counts.get("dropped", 0)),
                 achieved_rate=round(rate, 3) if rate is not None else None,
             )
-        models = {e["model"] for e in scenarios.values()}
-        out: dict[str, Any] = {
-            "model": models.pop() if len(models) == 1 else ("mixed" if models else "closed"),
-            "scenarios": scenarios,
-            "dropped_iterations": sum(e["dropped"] for e in scenarios.values()),
-        }
+        out: dict[str, Any] = {}
+        if scenarios:
+            models = {e["model"] for e in scenarios.values()}
+            out["model"] = models.pop() if len(models) == 1 else "mixed"
+            out["scenarios"] = scenarios
+            out["dropped_iterations"] = sum(e["dropped"] for e in scenarios.values())
         if self.wl.plan.budgets:
             out["budgets"] = self.budgets.section()
         if self.distributor is not None:
