@@ -273,13 +273,26 @@ def install(feeders: Feeders | None) -> None:
     _current = feeders
 
 
+def _feeders(name: str) -> Feeders:
+    if _current is None:
+        raise RuntimeError(f"no data feeders in this run (the profile has no `data:`; wanted {name!r})")
+    return _current
+
+
+def take(name: str) -> tuple[int, Row]:
+    """A row of feeder ``name`` and its id, held until :func:`give` (what chains use)."""
+    return _feeders(name).take(name)
+
+
+def give(name: str, row_id: int) -> None:
+    _feeders(name).give(name, row_id)
+
+
 @contextmanager
 def row(name: str) -> Iterator[Row]:
     """``with data.row("accounts") as account:`` a row nobody else holds until the block ends."""
-    if _current is None:
-        raise RuntimeError(f"no data feeders in this run (the profile has no `data:`; wanted {name!r})")
-    row_id, values = _current.take(name)
+    row_id, values = take(name)
     try:
         yield dict(values)
     finally:
-        _current.give(name, row_id)
+        give(name, row_id)
