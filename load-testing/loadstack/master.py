@@ -38,7 +38,7 @@ from loadstack import auth, checks, exitcodes, gates, junit, results, settings
 from loadstack.auth import preflight
 from loadstack.data import seed, teardown
 from loadstack.masking import Masker
-from loadstack.report import history
+from loadstack.report import history, svg
 from loadstack.runcontext import RunContext
 from loadstack.shape import ProfileShape
 from loadstack.user_classes import UserClassStats
@@ -310,6 +310,8 @@ class RunMaster:
         results.write_summary_csv(summary, run_dir / "summary.csv", [g.target for g in self.run.gates])
         if self.run.gates:
             junit.write(run_dir / "junit.xml", summary, self.run.gates)
+        if chart := svg.workload_chart(summary):
+            (run_dir / "workload.svg").write_text(chart, encoding="utf-8")
         history.append(
             run_dir.parent, history.entry(summary, run_dir=run_dir, sut_version=self.run.sut_version)
         )

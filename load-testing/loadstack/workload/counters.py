@@ -23,7 +23,7 @@ class IterationCounters(Aggregator):
 
     def __init__(self) -> None:
         self.totals: dict[str, Counter[str]] = defaultdict(Counter)  # scenario -> started/finished/dropped
-        # epoch second -> (scenario, started|dropped) -> n
+        # epoch second -> (scenario, started|finished|dropped) -> n
         self.timeline: dict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
         self._pending: dict[str, Counter[str]] = defaultdict(Counter)
         self._pending_seconds: dict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
@@ -35,8 +35,7 @@ class IterationCounters(Aggregator):
     def count(self, scenario: str, what: str, n: int = 1) -> None:
         """``started``, ``finished`` or ``dropped`` iterations of a scenario, now."""
         self._pending[scenario][what] += n
-        if what != "finished":
-            self._pending_seconds[int(time.time())][(scenario, what)] += n
+        self._pending_seconds[int(time.time())][(scenario, what)] += n
 
     def drain(self) -> dict[str, Any]:
         payload = {

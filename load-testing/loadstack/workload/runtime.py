@@ -323,24 +323,41 @@ class Coordinator:
         if self.distributor is not None:
             out["data"] = self.distributor.section()
         if start is not None:
-            out["timeline"] = timeline(counters.timeline, self.users, start)
+            out["timeline"] = timeline(
+                counters.timeline, self.users, start, lambda at: self.target_rate(at - self.wl.t0)
+            )
         return out
 
+    def target_rate(self, t: float) -> float | None:
+        """The run's target arrival rate ``t`` seconds after the start (None: no arrival rate)."""
+        lanes = [lane for c in self.wl.plan.classes.values() for lane in c.lanes if lane.schedule is not None]
+        return sum(lane.schedule.rate_at(t) for lane in lanes if lane.schedule) if lanes else None
 
-def timeline(seconds: dict[int, Any], users: dict[int, int], start: int) -> list[dict[str, Any]]:
-    """Per second since the start: iterations started and dropped (all scenarios), users running."""
+
+def timeline(
+    seconds: dict[int, Any], users: dict[int, int], start: int, target: Callable[[float], float | None]
+) -> list[dict[str, Any]]:  # target: epoch time -> rate
+    """Per second since the start (all scenarios): the target rate, iterations started and dropped,
+    users running and users busy in an iteration (started and not yet finished)."""
     last = max([*seconds, *users], default=start)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    busy = 0
     for s in range(start, last + 1):
         counts = seconds.get(s) or {}
-        rows.append(
-            {
-                "t": s - start,
-                "users": users.get(s, rows[-1]["users"] if rows else 0),
-                "started": sum(n for (_, what), n in counts.items() if what == "started"),
-                "dropped": sum(n for (_, what), n in counts.items() if what == "dropped"),
-            }
+        started = sum(n for (_, what), n in counts.items() if what == "started")
+        finished = sum(n for (_, what), n in counts.items() if what == "finished")
+        busy = max(0, busy + started - finished)
+        row: dict[str, Any] = {"t": s - start}
+        rate = target(s + 0.5)  # the middle of the second (epoch)
+        if rate is not None:
+            row["target"] = round(rate, 3)
+        row.update(
+            users=users.get(s, rows[-1]["users"] if rows else 0),
+            busy=busy,
+            started=started,
+            dropped=sum(n for (_, what), n in counts.items() if what == "dropped"),
         )
+        rows.append(row)
     return rows
 
 
