@@ -261,7 +261,7 @@ def figure(figures: dict[str, Any], name: str, target: GateTarget, summary: dict
     if name in figures:
         return figures[name]
     q = float(name.removeprefix("p").removesuffix("_ms")) / 100
-    if "histogram" in figures:
+    if figures.get("histogram"):
         return percentile(figures["histogram"], figures["count"], q)
     histogram: dict[str, int] = {}
     for row in rows_of(target, summary):

@@ -189,17 +189,17 @@ def workload_chart(summary: dict) -> str | None:
     seconds = [float(r["t"]) for r in rows]
     series: dict[str, list[float | None]] = {}
     if any("target" in r for r in rows):
-        series["target rate (iterations/s)"] = [r.get("target") for r in rows]
-    series["started (iterations/s)"] = [float(r["started"]) for r in rows]
-    series["users running"] = [float(r["users"]) for r in rows]
-    series["users busy"] = [float(r["busy"]) for r in rows]
+        series["target rate"] = [r.get("target") for r in rows]
+    series["started/s"] = [float(r["started"]) for r in rows]
     if any(r["dropped"] for r in rows):
-        series["dropped (iterations/s)"] = [float(r["dropped"]) for r in rows]
-    title = f"{summary.get('profile', 'run')}: users and arrival rate"
+        series["dropped/s"] = [float(r["dropped"]) for r in rows]
+    series["users"] = [float(r["users"]) for r in rows]
+    series["busy users"] = [float(r["busy"]) for r in rows]
+    title = f"{summary.get('profile', 'run')}: users and arrival rate (iterations/s) against time"
     css = (
         "<style>.title{font:600 13px sans-serif;fill:#1d2330}.axis,.legend{font:11px sans-serif;fill:#4b5563}"
         ".grid{stroke:#e5e7eb;stroke-width:1}</style>"
     )
-    chart = time_chart(title, seconds, series, dashed=("target rate (iterations/s)",))
+    chart = time_chart(title, seconds, series, dashed=("target rate",))
     # Standalone file: the namespace and the styles the HTML report otherwise provides.
     return chart.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1).replace(">", ">" + css, 1)
