@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["connectors", "chains", "exporter"]
+BENCHMARKS = ["connectors", "chains", "exporter", "arrival"]
 
 
 def main(argv: list[str]) -> int:

@@ -93,6 +93,11 @@ def _chains(run: RunSettings) -> tuple[set[str], list[str]]:
                     )
                 except ValueError as exc:
                     found.append(str(exc))
+        if chain.data and chain.data not in (run.data or {}):
+            found.append(
+                f"{chain.source}: data: {chain.data!r} is not a data feeder of the profile "
+                f"({run.profile_file}: data: {', '.join(sorted(run.data or {})) or 'none'})"
+            )
     if not run.seed:
         for chain in chains:
             if chain.seed:

@@ -6,18 +6,23 @@ and, for gates with ``abort_on_breach``, while it runs (after ``grace``),
 stopping it early with the breach named.  Plain Python: the master evaluates
 them live, the runner turns the result into the exit status (0 pass, 3 fail,
 2 a gate that matches nothing).
+
+Any percentile: ``percentiles_ms_max: {p75: 120, p99.9: 800}``.  A gate with
+``for: 10s`` is *sustained*: it fails only when its threshold is breached in every
+second of a 10 s stretch (second by second, see :mod:`loadstack.windows`), so a
+short spike does not fail it and a lasting breach does.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from loadstack import configfile
-from loadstack.durations import Seconds
+from loadstack.durations import PositiveSeconds, Seconds
 
 # threshold field -> (figure, comparison)
 METRICS: dict[str, tuple[str, str]] = {
@@ -29,7 +34,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "avg_ms_max": ("avg_ms", "<="),
     "rps_min": ("rps", ">="),
     "chain_success_rate_min": ("success_rate", ">="),
+    "dropped_iterations_max": ("dropped_iterations", "<="),
 }
+PERCENTILE_KEY = r"^p(100|\d{1,2}(\.\d+)?)$"
 Rate = Field(default=None, ge=0, le=1)
 Millis = Field(default=None, gt=0)
 
@@ -79,7 +86,7 @@ class GateSource(BaseModel):
 
 
 class Gate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     target: GateTarget
     success_rate_min: float | None = Rate
@@ -90,6 +97,13 @@ class Gate(BaseModel):
     avg_ms_max: float | None = Millis
     rps_min: float | None = Field(default=None, ge=0)
     chain_success_rate_min: float | None = Rate
+    dropped_iterations_max: int | None = Field(default=None, ge=0)
+    percentiles_ms_max: (
+        dict[Annotated[str, Field(pattern=PERCENTILE_KEY)], Annotated[float, Field(gt=0)]] | None
+    ) = Field(default=None, description="any percentile: {p75: 120, p99.9: 800}")
+    sustained: PositiveSeconds | None = Field(
+        default=None, alias="for", description="fail only when the breach holds this long, second by second"
+    )
     abort_on_breach: bool = False
     grace: Seconds = 0
     source: GateSource | None = Field(default=None, description="set by loadstack, not in files")
@@ -113,7 +127,20 @@ class Gate(BaseModel):
         return self
 
     def thresholds(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in METRICS if getattr(self, k) is not None}
+        out = {k: getattr(self, k) for k in METRICS if getattr(self, k) is not None}
+        for key, ms in (self.percentiles_ms_max or {}).items():
+            out[f"{key}_ms_max"] = ms
+        return out
+
+
+def metric_of(name: str) -> tuple[str, str, float | None]:
+    """(figure, comparison, quantile) of a threshold name; quantile for ``pNN_ms_max`` figures."""
+    if name in METRICS:
+        figure, op = METRICS[name]
+        q = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}.get(figure)
+        return figure, op, q
+    pct = name.removesuffix("_ms_max")
+    return f"{pct}_ms", "<=", float(pct[1:]) / 100
 
 
 class SloFile(BaseModel):
@@ -183,6 +210,32 @@ def covers(target: GateTarget, row: dict[str, Any]) -> bool:
     )
 
 
+def rows_of(target: GateTarget, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request rows of summary.json a target covers (for histograms)."""
+    if target.total:
+        return list(summary["requests"])
+    if target.chain:
+        return [r for r in summary["requests"] if r["type"] == "CHAIN" and r["name"] == target.chain]
+    if target.user_class:
+        return []  # per-class histograms are in user_classes rows
+    return [r for r in summary["requests"] if covers(target, r)]
+
+
+def dropped_of(target: GateTarget, summary: dict[str, Any]) -> int:
+    """Dropped iterations (open model) of the scenarios a target covers."""
+    workload = summary.get("workload") or {}
+    scenarios = workload.get("scenarios") or {}
+    if target.total:
+        return int(summary.get("dropped_iterations") or 0)
+    if target.user_class:
+        return sum(
+            s.get("dropped", 0) for s in scenarios.values() if s.get("user_class") == target.user_class
+        )
+    if target.chain:
+        return sum(s.get("dropped", 0) for s in scenarios.values() if s.get("chain") == target.chain)
+    return 0
+
+
 def select(target: GateTarget, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The figures a target refers to, or None when it matches nothing."""
     if target.total:
@@ -199,17 +252,46 @@ def select(target: GateTarget, summary: dict[str, Any]) -> dict[str, Any] | None
         return None
     figures["error_rate"] = figures["failures"] / figures["count"]
     figures["success_rate"] = 1 - figures["error_rate"]
+    figures["dropped_iterations"] = dropped_of(target, summary)
     return figures
 
 
-def evaluate(gates: list[Gate], summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One result per gate threshold: target, metric, threshold, actual, status (pass/fail/error)."""
+def figure(figures: dict[str, Any], name: str, target: GateTarget, summary: dict[str, Any]) -> float:
+    """One figure; a percentile that summary.json does not list is computed from the histograms."""
+    if name in figures:
+        return figures[name]
+    q = float(name.removeprefix("p").removesuffix("_ms")) / 100
+    if figures.get("histogram"):
+        return percentile(figures["histogram"], figures["count"], q)
+    histogram: dict[str, int] = {}
+    for row in rows_of(target, summary):
+        for k, v in (row.get("histogram") or {}).items():
+            histogram[k] = histogram.get(k, 0) + v
+    if target.user_class:
+        for row in summary.get("user_classes", []):
+            if row["user_class"] == target.user_class:
+                histogram = row.get("histogram") or {}
+    return percentile(histogram, sum(histogram.values()), q)
+
+
+def evaluate(
+    gates: list[Gate], summary: dict[str, Any], indexes: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """One result per gate threshold: target, metric, threshold, actual, status (pass/fail/error).
+
+    A sustained gate (``for``) is judged on the longest stretch of seconds its threshold was
+    breached (``summary["sustained"]``, kept by :mod:`loadstack.windows`): ``actual`` is the
+    figure over that stretch, ``sustained_s`` its length.  ``indexes`` are the gates' positions in
+    the run's list (default: their order here).
+    """
     results = []
-    for index, gate in enumerate(gates):
+    for position, gate in enumerate(gates):
+        index = indexes[position] if indexes else position
         label = gate.target.label()
         figures = select(gate.target, summary)
         for metric, threshold in gate.thresholds().items():
             row: dict[str, Any] = {"gate": index, "target": label, "metric": metric, "threshold": threshold}
+            name, op, _ = metric_of(metric)
             if figures is None:
                 where = str(gate.source) if gate.source else "?:?: "
                 row.update(
@@ -217,11 +299,28 @@ def evaluate(gates: list[Gate], summary: dict[str, Any]) -> list[dict[str, Any]]
                     actual=None,
                     message=f"{where}.target: {label} matches no request of this run",
                 )
+            elif gate.sustained:
+                held = (summary.get("sustained") or {}).get(f"{index}:{metric}") or {}
+                longest = float(held.get("longest_s", 0))
+                failed = longest >= gate.sustained
+                # Failed: the figure over the breach; passed: over the whole run.
+                actual = held.get("actual") if failed else None
+                if actual is None:
+                    actual = figure(figures, name, gate.target, summary)
+                row.update(
+                    status="fail" if failed else "pass",
+                    actual=round(actual, 6),
+                    figure=name,
+                    op=op,
+                    sustained_s=longest,
+                    window_s=gate.sustained,
+                )
+                if held.get("from_s") is not None:
+                    row["breach_from_s"] = held["from_s"]
             else:
-                figure, op = METRICS[metric]
-                actual = figures[figure]
+                actual = figure(figures, name, gate.target, summary)
                 passed = actual >= threshold if op == ">=" else actual <= threshold
-                row.update(status="pass" if passed else "fail", actual=round(actual, 6), figure=figure, op=op)
+                row.update(status="pass" if passed else "fail", actual=round(actual, 6), figure=name, op=op)
             results.append(row)
     return results
 
@@ -240,8 +339,22 @@ def format_table(results: list[dict[str, Any]]) -> str:
         if r["status"] == "error":
             lines.append(f"  {mark} {r['message']}")
             continue
-        actual, threshold = r["actual"], r["threshold"]
-        unit = " ms" if r["metric"].endswith("_ms_max") else ""
-        shown = f"{actual:.4g}{unit} {r['op']} {threshold:g}{unit}"
-        lines.append(f"  {mark} {r['target']:<40} {r['metric']:<24} {shown}")
+        lines.append(f"  {mark} {r['target']:<40} {r['metric']:<24} {describe(r)}")
     return "\n".join(lines)
+
+
+def describe(result: dict[str, Any]) -> str:
+    """``812 ms <= 500 ms`` — the measured value against the threshold (and how long, when sustained)."""
+    actual, threshold = result["actual"], result["threshold"]
+    unit = " ms" if result["metric"].endswith("_ms_max") else ""
+    shown = f"{actual:.4g}{unit} {result['op']} {threshold:g}{unit}"
+    if "window_s" in result:
+        held = result.get("sustained_s", 0)
+        if result["status"] == "fail":
+            shown += f" for {held:g}s"
+            if result.get("breach_from_s") is not None:
+                shown += f" from {result['breach_from_s']:g}s"
+            shown += f" (fails at {result['window_s']:g}s)"
+        else:
+            shown += f" (longest breach {held:g}s of the {result['window_s']:g}s that fail)"
+    return shown

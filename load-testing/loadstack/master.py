@@ -9,7 +9,7 @@ down, so the exit status and ``summary.json`` are the same for every launcher:
                 auth start-up check (exit 2) → seed (exit 1 if it fails)
 ``test_start``  progress line, warm-up reset, live SLO gates, queue sampling,
                 worker health
-``quitting``    summary → gates → teardown → ``summary.json``/``summary.csv``,
+``quitting``    summary → gates → teardown → ``summary.json``/``summary.csv``/``junit.xml``,
                 history, ``results/latest``, the report lines → exit status
                 (``environment.process_exit_code``)
 
@@ -36,10 +36,10 @@ import gevent
 from locust.env import Environment
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
-from loadstack import auth, checks, exitcodes, gates, masking, results, settings
+from loadstack import auth, checks, exitcodes, gates, junit, masking, results, settings
 from loadstack.auth import preflight
 from loadstack.data import seed, teardown
-from loadstack.report import history
+from loadstack.report import history, svg
 from loadstack.runcontext import RunContext
 from loadstack.shape import ProfileShape
 from loadstack.user_classes import UserClassStats
@@ -227,9 +227,9 @@ class RunMaster:
             due = [g for g in watched if elapsed >= self.run.warmup + g.grace]
             if not due:
                 continue
-            breaches = [
-                r for r in gates.evaluate(due, self.build_summary(time.time())) if r["status"] == "fail"
-            ]
+            indexes = [next(i for i, g in enumerate(self.run.gates) if g is gate) for gate in due]
+            summary = self.build_summary(time.time())
+            breaches = [r for r in gates.evaluate(due, summary, indexes) if r["status"] == "fail"]
             if breaches:
                 first = breaches[0]
                 self.end_reason = f"aborted: SLO breach {first['target']} {first['metric']}"
@@ -286,6 +286,11 @@ class RunMaster:
         self.end_reason = "interrupted"
         self.stop()
 
+    def finish(self, reason: str) -> None:
+        """The run's work is done before its time (iteration budgets used up, data exhausted)."""
+        self.end_reason = reason
+        self.stop()
+
     def stop(self) -> None:
         self.env.runner.quit()
         if self.env.web_ui is not None:
@@ -315,6 +320,10 @@ class RunMaster:
         run_dir = self.ctx.run_dir
         results.write_json(run_dir / "summary.json", summary)
         results.write_summary_csv(summary, run_dir / "summary.csv", [g.target for g in self.run.gates])
+        if self.run.gates:
+            junit.write(run_dir / "junit.xml", summary, self.run.gates)
+        if chart := svg.workload_chart(summary):
+            (run_dir / "workload.svg").write_text(chart, encoding="utf-8")
         history.append(
             run_dir.parent, history.entry(summary, run_dir=run_dir, sut_version=self.run.sut_version)
         )

@@ -17,15 +17,16 @@ to the plugin.
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 from locust import between, events
 from locust.env import Environment
-from locust.runners import MasterRunner, Runner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner, WorkerRunner
 
-from loadstack import exitcodes, masking, runcontext
+from loadstack import exitcodes, masking, runcontext, windows
 from loadstack.configfile import ConfigError
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.metrics.aggregate import RequestMetrics
@@ -57,9 +58,11 @@ def install(event_hooks: Any = events) -> None:
         return
     _installed = True
     from loadstack import master
+    from loadstack.workload import runtime as workload
 
     masking.mask_standard_streams()  # the master's output is a pod's log, a container's, a terminal's
     event_hooks.init_command_line_parser.add_listener(master.add_arguments)
+    event_hooks.init_command_line_parser.add_listener(workload.add_arguments)
     event_hooks.init.add_listener(_on_init)
 
 
@@ -80,6 +83,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     from loadstack.chains import metrics as chain_metrics
     from loadstack.inspect import sampling
     from loadstack.metrics import server as metrics_server
+    from loadstack.workload import runtime as workload
 
     role = role_of(runner)
     try:
@@ -91,16 +95,39 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     st = _states[environment] = PluginState(role=role, class_stats=UserClassStats())
     st.class_stats.attach(environment, role)
     chain_metrics.counters.attach(environment, role)
+    windows.seconds.attach(environment, role)
     if role == "worker":
         st.metrics = metrics_server.install(environment, role)
         environment.events.test_start.add_listener(master.join)
+        try:
+            workload.install(environment, role, ctx.settings)
+        except ValueError as exc:  # the master reports bad input and ends the run
+            log.error("workload: %s", exc)
         return
     st.sampler = sampling.start(environment, ctx.settings)
-    st.metrics = metrics_server.install(environment, role, st.sampler)
+    st.metrics = metrics_server.install(
+        environment, role, st.sampler, [workload.Exporter(ctx.run_id, ctx.profile)]
+    )
     st.sections["chains"] = lambda: chain_metrics.section(environment)
     if st.sampler is not None:
         st.sections["queues"] = st.sampler.summary
-    master.RunMaster(environment, ctx, st.class_stats, st.sections).start()
+    run_master = master.RunMaster(environment, ctx, st.class_stats, st.sections)
+    run_master.start()
+    try:  # after the master's input checks: the plan loads chain files they have checked
+        wl = workload.install(environment, role, ctx.settings)
+        coordinator = workload.coordinate(wl, ctx.settings, run_master.finish)
+    except ValueError as exc:  # PlanError, FeederError: the profile asks for what cannot be done
+        log.error("%s", exc)
+        log.error("bad input: nothing was started (exit %d)", exitcodes.BAD_INPUT)
+        raise SystemExit(exitcodes.BAD_INPUT) from None
+    st.sections["workload"] = coordinator.section
+    st.sections["dropped_iterations"] = coordinator.dropped
+    sustained = windows.Sustained(ctx.settings.gates, windows.seconds)
+    if sustained.active:
+        environment.events.test_start.add_listener(lambda **_: setattr(sustained, "started", time.time()))
+        st.sections["sustained"] = lambda: sustained.section(
+            final=environment.runner.state not in (STATE_RUNNING, STATE_SPAWNING)
+        )
 
 
 def apply_user_settings(environment: Environment, run: RunSettings) -> None:
@@ -120,3 +147,5 @@ def apply_user_settings(environment: Environment, run: RunSettings) -> None:
         environment.tags = run.tags
     if run.exclude_tags and environment.exclude_tags is None:
         environment.exclude_tags = run.exclude_tags
+    # Per-second request counts only when a sustained gate (`for:`) needs them.
+    windows.seconds.enabled = any(g.sustained for g in run.gates)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from loadstack import configfile, masking, paths
 from loadstack.auth.config import AuthConfigError, AuthSpec
@@ -21,6 +21,7 @@ from loadstack.auth.config import resolve as resolve_auth
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
 from loadstack.gates import Gate, load_slo, with_sources
 from loadstack.settings import Settings
+from loadstack.workload.rates import PositiveRate, Rate, Schedule
 
 RunMode = Literal["auto", "native", "docker"]
 # A path on the target: one leading slash, no scheme, no host (`//host`, `@host`) of its own.
@@ -39,11 +40,34 @@ class Section(Strict):
 
 
 class Stage(Section):
-    """One segment of a staged run: hold ``users`` for ``duration`` after ramping at ``spawn_rate``."""
+    """One segment of a staged run, ``duration`` long.
+
+    Closed model: hold ``users`` after ramping at ``spawn_rate``.  Open model: start
+    iterations at ``rate`` (``ramp: true`` goes there linearly from the previous stage's rate).
+    """
 
     duration: PositiveSeconds
-    users: int = Field(ge=0)
-    spawn_rate: float = Field(gt=0)
+    users: int | None = Field(default=None, ge=0)
+    spawn_rate: float | None = Field(default=None, gt=0)
+    rate: Rate | None = Field(default=None, description="iterations started per second (open model)")
+    ramp: bool = Field(default=False, description="rate stages: ramp from the previous stage's rate")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Stage:
+        if self.rate is not None:
+            if self.users is not None or self.spawn_rate is not None:
+                raise ValueError(
+                    "a stage has users and spawn_rate (closed model) or rate (open model), not both"
+                )
+        elif self.users is None or self.spawn_rate is None:
+            raise ValueError("give users and spawn_rate (closed model) or rate (open model)")
+        elif self.ramp:
+            raise ValueError("ramp: only rate stages ramp (users stages ramp at spawn_rate)")
+        return self
+
+    @property
+    def open(self) -> bool:
+        return self.rate is not None
 
 
 class StopWhen(Section):
@@ -58,14 +82,53 @@ class StopWhen(Section):
 
 
 class Breakpoint(Section):
-    """Step load: add ``step_users`` every ``step_duration`` until ``stop_when`` holds or ``max_users``."""
+    """Step load until ``stop_when`` holds.
 
-    start_users: int = Field(ge=1)
-    step_users: int = Field(ge=1)
+    Open model (rate): start at ``start_rate`` and add ``step_rate`` every ``step_duration`` up
+    to ``max_rate``, served by the profile's ``max_users``.  Closed model: add ``step_users``
+    every ``step_duration`` up to ``max_users``.
+    """
+
+    start_rate: PositiveRate | None = None
+    step_rate: PositiveRate | None = None
+    max_rate: PositiveRate | None = None
+    start_users: int | None = Field(default=None, ge=1)
+    step_users: int | None = Field(default=None, ge=1)
+    max_users: int | None = Field(default=None, ge=1)
+    spawn_rate: float | None = Field(default=None, gt=0)
     step_duration: PositiveSeconds
-    max_users: int = Field(ge=1)
-    spawn_rate: float = Field(gt=0)
     stop_when: StopWhen
+
+    @model_validator(mode="after")
+    def _one_model(self) -> Breakpoint:
+        rate = (self.start_rate, self.step_rate, self.max_rate)
+        users = (self.start_users, self.step_users, self.max_users, self.spawn_rate)
+        if any(v is not None for v in rate):
+            if None in rate:
+                raise ValueError("a rate breakpoint needs start_rate, step_rate and max_rate")
+            if any(v is not None for v in users):
+                raise ValueError(
+                    "give start_rate/step_rate/max_rate (open model) or start_users/step_users/"
+                    "max_users/spawn_rate (closed model), not both; the rate's pool is the profile's max_users"
+                )
+        elif None in users:
+            raise ValueError(
+                "give start_rate, step_rate and max_rate (open model) "
+                "or start_users, step_users, max_users and spawn_rate (closed model)"
+            )
+        return self
+
+    @property
+    def open(self) -> bool:
+        return self.start_rate is not None
+
+    @property
+    def steps(self) -> int:
+        if self.open:
+            assert self.start_rate is not None and self.step_rate is not None and self.max_rate is not None
+            return int((self.max_rate - self.start_rate) / self.step_rate + 1e-9) + 1
+        assert self.start_users is not None and self.step_users is not None and self.max_users is not None
+        return (self.max_users - self.start_users) // self.step_users + 1
 
 
 class WaitTime(Section):
@@ -82,6 +145,51 @@ class WaitTime(Section):
 class ChainRef(Section):
     path: str = Field(min_length=1)
     weight: float = Field(default=1, gt=0)
+    rate: PositiveRate | None = Field(default=None, description="this chain's own arrival rate")
+    iterations: int | None = Field(default=None, ge=1, description="run this chain exactly N times")
+
+
+class ClassWorkload(Section):
+    """A user class in ``user_classes``: a weight, or its own arrival rate, pool and budget."""
+
+    weight: float = Field(default=1, ge=0)
+    rate: PositiveRate | None = Field(default=None, description="iterations started per second")
+    max_users: int | None = Field(default=None, ge=1, description="the pool serving `rate`")
+    iterations: int | None = Field(default=None, ge=1, description="exactly N iterations, then stop")
+
+    @model_validator(mode="after")
+    def _pool(self) -> ClassWorkload:
+        if self.rate is not None and self.max_users is None:
+            raise ValueError("rate needs max_users: the pool of users that start this class's iterations")
+        if self.max_users is not None and self.rate is None:
+            raise ValueError("max_users is the pool of an arrival rate: give rate too")
+        return self
+
+
+def _class_entry(value: Any) -> Any:
+    """``OrderUser: 3`` is shorthand for ``OrderUser: {weight: 3}``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"weight": value}
+    return value
+
+
+class DataSource(Section):
+    """A data feeder: rows of a CSV file or a SQL query, each held by one user at a time."""
+
+    csv: str | None = Field(default=None, min_length=1, description="a CSV file with a header row")
+    sql: str | None = Field(
+        default=None, min_length=1, description="a query on LOADSTACK_POSTGRES_DSN, run once by the master"
+    )
+    mode: Literal["unique", "cycle", "random"] = "cycle"
+    on_exhausted: Literal["stop", "recycle"] = Field(
+        default="stop", description="unique: stop the run when every row was used, or start over"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSource:
+        if (self.csv is None) == (self.sql is None):
+            raise ValueError("give exactly one of csv (a file) or sql (a query)")
+        return self
 
 
 class SeedSpec(Section):
@@ -105,13 +213,17 @@ class Profile(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str
     locustfile: str = Field(min_length=1)
-    users: int = Field(ge=1)
+    users: int | None = Field(default=None, ge=1, description="concurrent users (closed model)")
     spawn_rate: float = Field(gt=0)
     run_time: PositiveSeconds
     warmup: Seconds = 0
+    rate: PositiveRate | None = Field(default=None, description="iterations started per second (open model)")
+    max_users: int | None = Field(default=None, ge=1, description="the pool of users serving `rate`")
+    iterations: int | None = Field(default=None, ge=1, description="exactly N iterations in total, then stop")
     stages: list[Stage] | None = Field(default=None, min_length=1)
     breakpoint: Breakpoint | None = None
-    user_classes: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    user_classes: dict[str, Annotated[ClassWorkload, BeforeValidator(_class_entry)]] | None = None
+    data: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DataSource] | None = None
     wait_time: WaitTime | None = None
     workers: int | None = Field(default=None, ge=1)
     host: str | None = None
@@ -137,9 +249,40 @@ class Profile(Strict):
             raise ValueError("use either stages or breakpoint, not both")
         if self.warmup >= self.run_time:
             raise ValueError("warmup must be shorter than run_time")
-        if self.user_classes is not None and not any(self.user_classes.values()):
+        if self.user_classes is not None and not any(c.weight for c in self.user_classes.values()):
             raise ValueError("user_classes: at least one weight must be > 0")
+        stages = self.stages or []
+        if stages and len({s.open for s in stages}) > 1:
+            raise ValueError("stages: all users stages (closed model) or all rate stages (open model)")
+        open_shape = bool(stages and stages[0].open) or bool(self.breakpoint and self.breakpoint.open)
+        if open_shape and self.rate is not None:
+            raise ValueError("rate: the rate stages (or the rate breakpoint) set the rate; drop `rate`")
+        chain_rates = [c.rate is not None for c in self.chains or []]
+        if (open_shape or self.rate is not None or any(chain_rates)) and self.pool is None:
+            raise ValueError("an arrival rate needs max_users: the pool of users that start iterations")
+        class_rates = any(c.rate for c in (self.user_classes or {}).values())
+        if class_rates and (open_shape or self.rate is not None):
+            raise ValueError("user_classes: a class rate and a profile-wide rate do not mix; use one")
+        if self.max_users is not None and not (open_shape or self.rate is not None or any(chain_rates)):
+            raise ValueError("max_users is the pool of an arrival rate: give rate (or rate stages) too")
+        if any(chain_rates) and not all(chain_rates) and self.rate is None:
+            raise ValueError("chains: give every chain a rate, or the profile a rate for the others")
+        if self.users is None and not (
+            open_shape or self.rate is not None or class_rates or any(chain_rates)
+        ):
+            raise ValueError("users: required (concurrent users of a closed-model run)")
         return self
+
+    @property
+    def open(self) -> bool:
+        """Whether the whole run is an open model (a profile-wide rate, rate stages or a rate breakpoint)."""
+        return self.rate is not None or bool(
+            (self.stages and self.stages[0].open) or (self.breakpoint and self.breakpoint.open)
+        )
+
+    @property
+    def pool(self) -> int | None:
+        return self.max_users or self.users
 
 
 class RunSettings(BaseModel):
@@ -164,6 +307,12 @@ class RunSettings(BaseModel):
     stages: list[Stage] | None = None
     breakpoint: Breakpoint | None = None
     user_classes: dict[str, float] | None = None
+    # The workload model (see loadstack.workload): arrival rates, pools, budgets, data.
+    rate: float | None = None
+    max_users: int | None = None
+    iterations: int | None = None
+    class_workloads: dict[str, ClassWorkload] | None = None
+    data: dict[str, DataSource] | None = None
     wait_time: WaitTime | None = None
     tags: list[str] | None = None
     exclude_tags: list[str] | None = None
@@ -190,6 +339,23 @@ class RunSettings(BaseModel):
         return bool(self.stages or self.breakpoint)
 
     @property
+    def open(self) -> bool:
+        """A profile-wide arrival rate: a constant ``rate``, rate stages or a rate breakpoint."""
+        return self.rate is not None or bool(
+            (self.stages and self.stages[0].open) or (self.breakpoint and self.breakpoint.open)
+        )
+
+    def schedule(self) -> Schedule | None:
+        """The profile-wide target rate against time (None: no profile-wide rate)."""
+        if self.stages and self.stages[0].open:
+            return Schedule.stages([(s.duration, s.rate or 0.0, s.ramp) for s in self.stages])
+        bp = self.breakpoint
+        if bp and bp.open:
+            assert bp.start_rate and bp.step_rate and bp.max_rate
+            return Schedule.steps(bp.start_rate, bp.step_rate, bp.step_duration, bp.max_rate)
+        return Schedule.constant(self.rate) if self.rate is not None else None
+
+    @property
     def planned_duration(self) -> float:
         """How long a run lasts at most; for stages/breakpoint the profile's run_time is a cap."""
         cap = self.run_time or float("inf")
@@ -197,8 +363,7 @@ class RunSettings(BaseModel):
             return min(cap, sum(s.duration for s in self.stages))
         bp = self.breakpoint
         if bp:
-            steps = (bp.max_users - bp.start_users) // bp.step_users + 1
-            return min(cap, steps * bp.step_duration)
+            return min(cap, bp.steps * bp.step_duration)
         return cap
 
     def secrets(self) -> set[str]:
@@ -209,8 +374,13 @@ class RunSettings(BaseModel):
         return secret_values_from_env(self.env) | claims
 
     def user_class_names(self) -> list[str]:
-        """The user classes this run starts (``user_classes`` with weight > 0); empty means all."""
-        return [name for name, weight in (self.user_classes or {}).items() if weight > 0]
+        """The user classes this run starts (``user_classes`` with weight > 0 or a rate); empty means all."""
+        workloads = self.class_workloads or {}
+        return [
+            name
+            for name, weight in (self.user_classes or {}).items()
+            if weight > 0 or (name in workloads and workloads[name].rate)
+        ]
 
     def chain_files(self) -> list[str]:
         return [c.path for c in self.chains or []]
@@ -338,6 +508,14 @@ def resolve(
         return s
 
     run_seconds = pick("run_time", run_time, config.run_time, profile.run_time, duration)
+    classes = profile.user_classes or {}
+    class_pools = sum(c.max_users or 0 for c in classes.values())
+    if profile.open or any(c.rate for c in profile.chains or []):
+        default_users = profile.pool  # the pool is the run's users; -u / LOCUST_USERS resize it
+    elif class_pools:  # open classes get their pools on top of the closed-model users
+        default_users = (profile.users or 0) + class_pools
+    else:
+        default_users = profile.users or profile.max_users
     warmup = profile.warmup
     if warmup >= run_seconds:
         warmup = 0
@@ -357,7 +535,7 @@ def resolve(
         profile_file=str(path),
         description=profile.description,
         locustfile=str(resolve_locustfile(profile.locustfile, path)),
-        users=pick("users", users, config.users, profile.users, positive_int),
+        users=pick("users", users, config.users, default_users, positive_int),
         spawn_rate=pick("spawn_rate", spawn_rate, config.spawn_rate, profile.spawn_rate, positive_float),
         run_time=run_seconds,
         warmup=warmup,
@@ -367,14 +545,26 @@ def resolve(
         host=pick("host", host, config.host, profile.host, str),
         stages=profile.stages,
         breakpoint=profile.breakpoint,
-        user_classes=dict(profile.user_classes) if profile.user_classes else None,
+        user_classes={k: c.weight for k, c in classes.items()} or None,
+        rate=profile.rate,
+        max_users=profile.max_users,
+        iterations=profile.iterations,
+        class_workloads={k: c for k, c in classes.items() if c.rate or c.iterations} or None,
+        data={
+            name: source.model_copy(update={"csv": str(resolve_locustfile(source.csv, path))})
+            if source.csv
+            else source
+            for name, source in profile.data.items()
+        }
+        if profile.data
+        else None,
         wait_time=profile.wait_time,
         tags=profile.tags,
         exclude_tags=profile.exclude_tags,
         env=profile_env,
         sample_queues=profile.sample_queues,
         sample_interval=profile.sample_interval,
-        chains=[ChainRef(path=str(resolve_locustfile(c.path, path)), weight=c.weight) for c in profile.chains]
+        chains=[c.model_copy(update={"path": str(resolve_locustfile(c.path, path))}) for c in profile.chains]
         if profile.chains
         else None,
         seed=profile.seed,

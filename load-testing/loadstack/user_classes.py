@@ -129,7 +129,7 @@ class UserClassStats(Aggregator):
     def rows(self) -> list[dict[str, Any]]:
         self.sync()
         return [
-            {"user_class": name, **results.entry_figures(entry, histogram=False)}
+            {"user_class": name, **results.entry_figures(entry)}  # the histogram: any percentile gate
             for (name, _), entry in sorted(self.stats.entries.items())
             if entry.num_requests
         ]

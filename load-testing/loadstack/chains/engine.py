@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from loadstack import replay
 from loadstack.chains import metrics
 from loadstack.chains.templates import Expression, TemplateError, compile_value, render_value
+from loadstack.workload import feeders
 
 if TYPE_CHECKING:
     from loadstack.chains.kinds.base import Step
@@ -65,9 +66,10 @@ OnFailure = Literal["stop", "continue"] | Goto
 class ChainRun:
     """One execution of one chain by one user: variables, the last result, step timestamps."""
 
-    def __init__(self, chain: Chain, runtime: ChainRuntime) -> None:
+    def __init__(self, chain: Chain, runtime: ChainRuntime, data: dict[str, Any] | None = None) -> None:
         self.chain = chain
         self.rt = runtime
+        self.data = data  # this run's row of the chain's data feeder
         self.vars: dict[str, Any] = {}
         self.last: Any = None
         self.seed: dict[str, Any] | None = runtime.draw_seed() if chain.seed else None
@@ -83,6 +85,7 @@ class ChainRun:
             "run_id": self.rt.run_id,
             "user": self.rt.identity,
             "seed": self.seed,
+            "data": self.data,
             "faker": self.rt.faker,
             "env": replay.ENV,
         }
@@ -168,6 +171,7 @@ class Chain:
         *,
         defaults: dict[str, Any] | None = None,
         seed: str | None = None,
+        data: str | None = None,
         weight: float = 1.0,
         description: str = "",
         source: str | None = None,
@@ -179,6 +183,7 @@ class Chain:
         if not self.templated:  # plain values, not compiled templates, in every run's scope
             self.defaults = render_value(self.defaults, {})
         self.seed = seed
+        self.data = data
         self.weight = weight
         self.description = description
         self.source = source
@@ -197,16 +202,22 @@ class Chain:
 
     def run(self, runtime: ChainRuntime) -> bool:
         """Run once; report the CHAIN request; True when the chain completed."""
+        # A row of the chain's data feeder, held by this run alone (waits while every row is held;
+        # a used-up `unique` feeder stops the user).
+        row_id, row = feeders.take(self.data) if self.data else (None, None)
         start = time.perf_counter()
         error: str | None = None
         try:
-            run = ChainRun(self, runtime)
+            run = ChainRun(self, runtime, row)
             run_sequence(self.steps, run)
         except StepFailed as failure:
             error = f"step {failure.step} failed: {failure.message}"
         except Exception as exc:  # seed draw etc.: the chain fails, the user lives on
             error = f"{type(exc).__name__}: {exc}"
             run = None
+        finally:
+            if self.data and row_id is not None:
+                feeders.give(self.data, row_id)
         elapsed_ms = (time.perf_counter() - start - (run.think_s if run else 0.0)) * 1000.0
         runtime.timed.report(self.name, elapsed_ms, request_type="CHAIN", error=error)
         return error is None

@@ -39,7 +39,7 @@ from loadstack.chains.templates import (
 )
 
 # Names a template may use (besides Jinja's own globals such as range).
-SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker", "env"}
+SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker", "env", "data"}
 EXPRESSION_KEYS = {"when", "check", "until", "while", "match", "expr"}
 EXPECT_FIELDS = {
     "http": {"status", "json_values", "contains"},
@@ -150,6 +150,8 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
     allowed = SCOPE_NAMES | set(environment().globals)
     if spec.seed is None:
         allowed -= {"seed"}
+    if spec.data is None:
+        allowed -= {"data"}
     # `vars:` templates are rendered before the first step: no vars or last response yet.
     for name, value in (spec.vars or {}).items():
         try:
@@ -172,7 +174,9 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
         for ref in sorted(built.references()):
             top, _, attr = ref.partition(".")
             if top not in names_ok:
-                hint = " (the chain has no `seed:`)" if top == "seed" else ""
+                hint = {"seed": " (the chain has no `seed:`)", "data": " (the chain has no `data:`)"}.get(
+                    top, ""
+                )
                 problems.append(
                     (loc, f"undefined variable {top!r}{hint}; available: {', '.join(sorted(names_ok))}")
                 )
@@ -228,6 +232,7 @@ def build(spec: ChainSpec, source: str | None = None, base_dir: Path | None = No
         steps,
         defaults=dict(spec.vars or {}),
         seed=spec.seed,
+        data=spec.data,
         weight=spec.weight,
         description=spec.description,
         source=source,

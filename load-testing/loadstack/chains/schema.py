@@ -509,6 +509,11 @@ class ChainSpec(Strict):
         default=None, description="draw a seeded customer per iteration"
     )
     weight: float = Field(default=1, gt=0)
+    data: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="a data feeder of the profile (data:): one row per run, as {{ data.column }}",
+    )
     steps: list[StepSpec] = Field(min_length=1)
 
 

@@ -12,6 +12,7 @@ from loadstack.chains.engine import Chain
 from loadstack.chains.runtime import ChainRuntime
 from loadstack.users.base import RequestFailure
 from loadstack.users.http import HttpUser
+from loadstack.workload import runtime as workload
 
 log = logging.getLogger("loadstack.chains")
 
@@ -49,7 +50,11 @@ class ChainUser(HttpUser):
     @task
     def run_weighted_chain(self) -> None:
         chains = self.get_chains()
-        if len(chains) == 1:
+        chosen = workload.chosen_chain(self)  # a chain's own arrival rate or budget picked it
+        picked = [c for c in chains if c.name == chosen] if chosen else []
+        if picked:
+            picked[0].run(self.chain_runtime)
+        elif len(chains) == 1:
             chains[0].run(self.chain_runtime)
         elif chains:
             chain = self.chain_runtime.rng.choices(chains, weights=[c.weight for c in chains])[0]

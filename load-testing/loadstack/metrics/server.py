@@ -8,6 +8,7 @@ from typing import Any
 from gevent.pywsgi import WSGIServer
 from locust.env import Environment
 from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.registry import Collector
 
 from loadstack import runcontext, settings
 from loadstack.inspect.rabbitmq import QueueSampler
@@ -20,9 +21,15 @@ log = logging.getLogger("loadstack.metrics")
 
 
 def install(
-    environment: Environment, role: str, sampler: QueueSampler | None = None
+    environment: Environment,
+    role: str,
+    sampler: QueueSampler | None = None,
+    collectors: list[Collector] | None = None,
 ) -> RequestMetrics | None:
-    """Plugin init hook.  Workers count and report; the master (or a local runner) also serves."""
+    """Plugin init hook.  Workers count and report; the master (or a local runner) also serves.
+
+    ``collectors`` add metric families of other features (e.g. dropped iterations).
+    """
     if not enabled():
         return None
     metrics = RequestMetrics()
@@ -37,6 +44,8 @@ def install(
             environment, metrics, ctx.run_id, ctx.profile, mask_url(environment.host or ""), sampler
         )
     )
+    for collector in collectors or []:
+        registry.register(collector)
     config = settings.current()
     bind, port = config.metrics_bind, config.metrics_port
     try:

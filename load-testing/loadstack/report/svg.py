@@ -139,3 +139,67 @@ def cdf_chart(title: str, curves: dict[str, dict[str, int]], *, width: int = 380
     parts += _legend(list(points), width, height)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def time_chart(
+    title: str,
+    seconds: list[float],
+    series: dict[str, list[float | None]],
+    *,
+    unit: str = "",
+    width: int = 760,
+    height: int = 280,
+    dashed: tuple[str, ...] = (),
+) -> str:
+    """Lines over time (x: seconds since the start); ``dashed`` names series drawn as dashes (targets)."""
+    values = [v for ys in series.values() for v in ys if v is not None]
+    y_max = _nice_max(max(values, default=1.0) * 1.05)
+    parts = _frame(title, width, height, y_max, unit, "time")
+    plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
+    t_max = max(seconds[-1] if seconds else 1.0, 1.0)
+    for i in range(6):
+        x = PAD_L + plot_w * i / 5
+        parts.append(
+            f'<text x="{x:.1f}" y="{height - PAD_B + 16}" class="axis" text-anchor="middle">{t_max * i / 5:.0f}s</text>'
+        )
+    for i, (name, ys) in enumerate(series.items()):
+        color = PALETTE[i % len(PALETTE)]
+        points = [
+            (PAD_L + plot_w * t / t_max, PAD_T + plot_h - plot_h * y / y_max)
+            for t, y in zip(seconds, ys, strict=False)
+            if y is not None
+        ]
+        if len(points) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            dash = ' stroke-dasharray="6 4"' if name in dashed else ""
+            parts.append(
+                f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
+                f"<title>{escape(name)}</title></polyline>"
+            )
+    parts += _legend(list(series), width, height)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def workload_chart(summary: dict) -> str | None:
+    """Users and arrival rate against time, from ``summary.json`` → ``workload.timeline``."""
+    rows = ((summary.get("workload") or {}).get("timeline")) or []
+    if len(rows) < 2:
+        return None
+    seconds = [float(r["t"]) for r in rows]
+    series: dict[str, list[float | None]] = {}
+    if any("target" in r for r in rows):
+        series["target rate"] = [r.get("target") for r in rows]
+    series["started/s"] = [float(r["started"]) for r in rows]
+    if any(r["dropped"] for r in rows):
+        series["dropped/s"] = [float(r["dropped"]) for r in rows]
+    series["users"] = [float(r["users"]) for r in rows]
+    series["busy users"] = [float(r["busy"]) for r in rows]
+    title = f"{summary.get('profile', 'run')}: users and arrival rate (iterations/s) against time"
+    css = (
+        "<style>.title{font:600 13px sans-serif;fill:#1d2330}.axis,.legend{font:11px sans-serif;fill:#4b5563}"
+        ".grid{stroke:#e5e7eb;stroke-width:1}</style>"
+    )
+    chart = time_chart(title, seconds, series, dashed=("target rate",))
+    # Standalone file: the namespace and the styles the HTML report otherwise provides.
+    return chart.replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1).replace(">", ">" + css, 1)
