@@ -17,23 +17,84 @@ from pathlib import Path
 
 import yaml
 
-from loadstack import __version__, exitcodes, k8s, lifecycle, profiles, settings
+from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, profiles, settings
 from loadstack.configfile import ConfigError
+from loadstack.durations import parse_duration
 from loadstack.importers import commands as import_commands
 from loadstack.masking import Masker
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+# -- flag types: a bad value is argparse's exit status 2 naming the flag, never a traceback later --
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number within ``[lo, hi]``."""
+
+    def whole_number(text: str) -> int:
+        try:
+            return limits.bounded_int(text, lo, hi)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return whole_number
+
+
+def float_in(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number within ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+
+    def number(text: str) -> float:
+        try:
+            return limits.bounded_float(text, lo, hi, lo_open=lo_open)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return number
+
+
+def duration_flag(text: str) -> str:
+    """An argparse type: a duration such as 30s or 5m (kept as text; profiles.resolve converts it)."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return text
+
+
+PORT = int_in(1, 65535)
+USERS = int_in(1, limits.MAX_USERS)
+WORKERS = int_in(1, limits.MAX_WORKERS)
+SPAWN_RATE = float_in(0, limits.MAX_SPAWN_RATE, lo_open=True)
+MEGABYTES = float_in(0, 1024, lo_open=True)
+
+
+def _input_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-input-mb",
+        type=MEGABYTES,
+        metavar="MB",
+        help="size cap of profile, chain and SLO files (default $LOADSTACK_MAX_INPUT_MB or 5)",
+    )
+
+
 def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile", default="smoke", help="profile name (profiles/NAME.yml) or path (default: smoke)"
     )
-    p.add_argument("--workers", type=int, help="Locust worker processes (default: profile, else CPU count)")
+    p.add_argument(
+        "--workers", type=WORKERS, help="Locust worker processes (default: profile, else CPU count)"
+    )
+    p.add_argument(
+        "--allow-many-workers",
+        action="store_true",
+        help=f"start more than {limits.WORKERS_PER_CPU} workers per CPU (default $LOADSTACK_ALLOW_MANY_WORKERS)",
+    )
     p.add_argument("--host", help="system under test; default: start the built-in demo platform")
-    p.add_argument("--users", "-u", type=int, help="peak concurrent users (overrides the profile)")
-    p.add_argument("--spawn-rate", "-r", type=float, help="users started per second")
-    p.add_argument("--run-time", "-t", help="e.g. 30s, 5m, 1h30m")
+    p.add_argument("--users", "-u", type=USERS, help="peak concurrent users (overrides the profile)")
+    p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE, help="users started per second")
+    p.add_argument("--run-time", "-t", type=duration_flag, help="e.g. 30s, 5m, 1h30m")
+    _input_flags(p)
     p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
     p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
@@ -78,6 +139,7 @@ def _request(args: argparse.Namespace) -> lifecycle.RunRequest:
         run_time=args.run_time,
         host=args.host,
         workers=args.workers,
+        allow_many_workers=args.allow_many_workers,
         run_id=args.run_id,
         results_dir=args.results_dir,
         allow_remote=args.allow_remote,
@@ -206,6 +268,10 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_stack(args: argparse.Namespace) -> int:
     from loadstack.launchers import compose
 
+    allowed = args.allow_many_workers or settings.current().allow_many_workers
+    if args.workers and not allowed and args.workers > limits.worker_limit():
+        print(f"loadstack stack: --workers: {lifecycle.too_many_workers(args.workers)}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     return compose.stack(args.action, offline=args.offline, workers=args.workers, follow=args.follow)
 
 
@@ -439,13 +505,6 @@ def cmd_auth_check(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loadstack", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loadstack {__version__}")
@@ -462,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="start master + workers (+ demo platform) with Locust's web UI in the background"
     )
     _run_flags(p)
-    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--web-port", type=PORT, default=8089)
     p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
 
@@ -471,22 +530,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
     p.add_argument("--headless", action="store_true", help="a headless run (default: $LOADSTACK_MODE)")
-    p.add_argument("--expect-workers", type=_positive_int, help="default: the profile's workers")
+    p.add_argument("--expect-workers", type=WORKERS, help="default: the profile's workers")
     p.add_argument("--bind", default="0.0.0.0", help="address for workers and the web UI (default 0.0.0.0)")
-    p.add_argument("--master-port", type=int, default=5557)
-    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--master-port", type=PORT, default=5557)
+    p.add_argument("--web-port", type=PORT, default=8089)
     p.add_argument("--run-id", help="default $LOADSTACK_RUN_ID, else a new one (workers take the master's)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default ./results)")
     p.add_argument("--host", help="system under test (default: the profile's host / LOCUST_HOST)")
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not local")
-    p.add_argument("--users", "-u", type=int)
-    p.add_argument("--spawn-rate", "-r", type=float)
-    p.add_argument("--run-time", "-t")
+    p.add_argument("--users", "-u", type=USERS)
+    p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE)
+    p.add_argument("--run-time", "-t", type=duration_flag)
+    _input_flags(p)
     p.set_defaults(handler=cmd_master)
     p = sub.add_parser("worker", help="container/pod role: a Locust worker; it joins the master's run")
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform (for the locustfile)")
     p.add_argument("--master-host", default="master", help="default: master (the compose service)")
-    p.add_argument("--master-port", type=int, default=5557)
+    p.add_argument("--master-port", type=PORT, default=5557)
+    _input_flags(p)
     p.set_defaults(handler=cmd_worker)
     p = sub.add_parser("check", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_check)
@@ -495,7 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="the compose stack: up | down | logs | ps")
     p.add_argument("action", choices=["up", "down", "logs", "ps"])
     p.add_argument("--offline", action="store_true", help="locally built images (docker-compose.offline.yml)")
-    p.add_argument("--workers", type=_positive_int, help="up: number of worker containers")
+    p.add_argument("--workers", type=WORKERS, help="up: number of worker containers")
+    p.add_argument(
+        "--allow-many-workers",
+        action="store_true",
+        help=f"up: more than {limits.WORKERS_PER_CPU} worker containers per CPU",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="logs: follow")
     p.set_defaults(handler=cmd_stack)
     sub.add_parser("status", help="what is running, with pids and ports").set_defaults(handler=cmd_status)
@@ -505,10 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = prof.add_parser("validate", help="check profile files; exit 2 on the first bad one")
     p.add_argument("files", nargs="+")
+    _input_flags(p)
     p.set_defaults(handler=cmd_profile_validate)
     p = prof.add_parser("show", help="the resolved settings of a profile, environment overrides applied")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
+    _input_flags(p)
     p.set_defaults(handler=cmd_profile_show)
 
     insp = sub.add_parser("inspect", help="look at queues and caches without changing them").add_subparsers(
@@ -516,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = insp.add_parser("rabbitmq", help="peek at messages of a queue; they stay in the queue, in order")
     p.add_argument("queue")
-    p.add_argument("--count", "-n", type=_positive_int, default=10, help="messages to show (default 10)")
+    p.add_argument("--count", "-n", type=int_in(1, 10_000), default=10, help="messages to show (default 10)")
     p.add_argument(
         "--url", help="AMQP URL (default $LOADSTACK_AMQP_URL or amqp://guest:guest@127.0.0.1:5672//)"
     )
@@ -534,7 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_inspect_rabbitmq)
     p = insp.add_parser("redis", help="walk keys with SCAN: type, TTL, size, bounded preview (read-only)")
     p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--limit", type=_positive_int, default=100, help="at most this many keys (default 100)")
+    p.add_argument(
+        "--limit", type=int_in(1, 1_000_000), default=100, help="at most this many keys (default 100)"
+    )
     p.add_argument("--url", help="Redis URL (default $LOADSTACK_REDIS_URL or redis://127.0.0.1:6379/0)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--allow-remote", action="store_true")
@@ -547,6 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check chain files (schema, templates, variables, gotos) without running them"
     )
     p.add_argument("files", nargs="+")
+    _input_flags(p)
     p.set_defaults(handler=cmd_chain_validate)
 
     import_commands.add_parsers(sub)
@@ -559,13 +630,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="smoke", help="profile whose auth: block applies (default smoke)")
     p.add_argument("--auth-mode", choices=["none", "oauth2", "local"])
     p.add_argument("--allow-remote", action="store_true")
+    _input_flags(p)
     p.set_defaults(handler=cmd_auth_check)
 
     p = sub.add_parser("report", help="combined HTML report over runs; prints where everything is")
     p.add_argument(
         "run_ids", nargs="*", metavar="RUN_ID", help="default: the last --last runs of results/history.jsonl"
     )
-    p.add_argument("--last", type=_positive_int, default=10)
+    p.add_argument("--last", type=int_in(1, 10_000), default=10)
     p.add_argument("--output", help="default: results/report.html")
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_report)
@@ -574,15 +646,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID", help="default: latest")
     p.add_argument("--baseline", default="latest-passing", help="RUN_ID or latest-passing (default)")
     p.add_argument(
-        "--p95-tolerance", type=float, default=0.10, help="relative p95 increase tolerated (default 0.10)"
+        "--p95-tolerance",
+        type=float_in(0, 1000),
+        default=0.10,
+        help="relative p95 increase tolerated (default 0.10)",
     )
     p.add_argument(
-        "--p95-min-ms", type=float, default=5.0, help="absolute p95 increase tolerated in ms (default 5)"
+        "--p95-min-ms",
+        type=float_in(0, limits.MAX_MS),
+        default=5.0,
+        help="absolute p95 increase tolerated in ms (default 5)",
     )
     p.add_argument(
-        "--error-tolerance-pp", type=float, default=1.0, help="error-rate increase tolerated, in points"
+        "--error-tolerance-pp",
+        type=float_in(0, 100),
+        default=1.0,
+        help="error-rate increase tolerated, in points",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--alpha", type=float_in(0, 1, lo_open=True), default=0.05, help="significance level (default 0.05)"
+    )
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_compare)
 
@@ -596,14 +679,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = demo.add_parser("serve", help="serve the demo platform's HTTP/WebSocket API")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT, default=8000)
     p.add_argument(
         "--store",
         choices=["auto", "memory", "backend"],
         help="auto (default, $LOADSTACK_DEMO_STORE): PostgreSQL+RabbitMQ+Redis when reachable, else memory",
     )
     p.add_argument(
-        "--latency-ms", type=float, help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)"
+        "--latency-ms",
+        type=float_in(0, 600_000),
+        help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)",
     )
     p.add_argument(
         "--slow",
@@ -622,6 +707,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if getattr(args, "max_input_mb", None) is not None and args.command != "import":
+        configfile.set_max_input_mb(args.max_input_mb)
     try:
         return handler(args)
     except ConfigError as exc:

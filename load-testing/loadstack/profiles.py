@@ -14,12 +14,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Strict as StrictType
 
-from loadstack import configfile, paths
+from loadstack import configfile, limits, paths
 from loadstack.auth.config import AuthConfigError, AuthSpec
 from loadstack.auth.config import resolve as resolve_auth
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
 from loadstack.gates import Gate, load_slo, with_sources
+from loadstack.limits import (
+    MAX_ITEMS,
+    Name,
+    Rate,
+    SpawnRate,
+    Users,
+    UsersOrZero,
+    Weight,
+    WeightOrZero,
+    Workers,
+)
 from loadstack.settings import Settings
 
 RunMode = Literal["auto", "native", "docker"]
@@ -28,7 +40,7 @@ RELATIVE_PATH = r"^/([^/\s][^\s]*)?$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
 
 
 class Section(Strict):
@@ -42,13 +54,13 @@ class Stage(Section):
     """One segment of a staged run: hold ``users`` for ``duration`` after ramping at ``spawn_rate``."""
 
     duration: PositiveSeconds
-    users: int = Field(ge=0)
-    spawn_rate: float = Field(gt=0)
+    users: UsersOrZero
+    spawn_rate: SpawnRate
 
 
 class StopWhen(Section):
-    error_rate_max: float | None = Field(default=None, ge=0, le=1)
-    p95_ms_max: float | None = Field(default=None, gt=0)
+    error_rate_max: Rate | None = None
+    p95_ms_max: limits.Millis | None = None
 
     @model_validator(mode="after")
     def _one_condition(self) -> StopWhen:
@@ -60,17 +72,17 @@ class StopWhen(Section):
 class Breakpoint(Section):
     """Step load: add ``step_users`` every ``step_duration`` until ``stop_when`` holds or ``max_users``."""
 
-    start_users: int = Field(ge=1)
-    step_users: int = Field(ge=1)
+    start_users: Users
+    step_users: Users
     step_duration: PositiveSeconds
-    max_users: int = Field(ge=1)
-    spawn_rate: float = Field(gt=0)
+    max_users: Users
+    spawn_rate: SpawnRate
     stop_when: StopWhen
 
 
 class WaitTime(Section):
-    min: float = Field(ge=0)
-    max: float = Field(ge=0)
+    min: Seconds
+    max: Seconds
 
     @model_validator(mode="after")
     def _ordered(self) -> WaitTime:
@@ -80,17 +92,17 @@ class WaitTime(Section):
 
 
 class ChainRef(Section):
-    path: str = Field(min_length=1)
-    weight: float = Field(default=1, gt=0)
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    weight: Weight = 1
 
 
 class SeedSpec(Section):
     """Synthetic customers created on the target before the run (see loadstack.data)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
-    customers: int = Field(ge=1, le=100_000)
-    seed: int = 1234
+    customers: Annotated[int, StrictType(), Field(ge=1, le=100_000)]
+    seed: Annotated[int, StrictType(), Field(ge=0, le=2**63 - 1)] = 1234
     register_path: str | None = Field(
         default="/api/v1/auth/register",
         alias="register",
@@ -102,27 +114,29 @@ class SeedSpec(Section):
 class Profile(Strict):
     """A ``profiles/*.yml`` file."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str
-    locustfile: str = Field(min_length=1)
-    users: int = Field(ge=1)
-    spawn_rate: float = Field(gt=0)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: Annotated[str, Field(max_length=10_000)]
+    locustfile: Annotated[str, Field(min_length=1, max_length=4096)]
+    users: Users
+    spawn_rate: SpawnRate
     run_time: PositiveSeconds
     warmup: Seconds = 0
-    stages: list[Stage] | None = Field(default=None, min_length=1)
+    stages: list[Stage] | None = Field(default=None, min_length=1, max_length=MAX_ITEMS)
     breakpoint: Breakpoint | None = None
-    user_classes: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    user_classes: Annotated[dict[Name, WeightOrZero], Field(max_length=MAX_ITEMS)] | None = None
     wait_time: WaitTime | None = None
-    workers: int | None = Field(default=None, ge=1)
-    host: str | None = None
-    tags: list[str] | None = None
-    exclude_tags: list[str] | None = None
-    env: dict[str, str] | None = None
-    sample_queues: list[Annotated[str, Field(min_length=1)]] | None = None
+    workers: Workers | None = None
+    host: Annotated[str, Field(max_length=2048)] | None = None
+    tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    exclude_tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    env: (
+        Annotated[dict[Name, Annotated[str, Field(max_length=65_536)]], Field(max_length=MAX_ITEMS)] | None
+    ) = None
+    sample_queues: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
     sample_interval: PositiveSeconds = 5
-    chains: list[ChainRef] | None = None
+    chains: list[ChainRef] | None = Field(default=None, max_length=MAX_ITEMS)
     seed: SeedSpec | None = None
-    thresholds: list[Gate] | None = None
+    thresholds: list[Gate] | None = Field(default=None, max_length=MAX_ITEMS)
     slo: str | None = Field(
         default=None, description="an SLO file with more thresholds (relative to this file)"
     )
@@ -149,17 +163,17 @@ class RunSettings(BaseModel):
     see :mod:`loadstack.runcontext`) and is read back there as the same type.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     profile: str = "adhoc"
     profile_file: str | None = None
     description: str = ""
     locustfile: str | None = None
-    users: int = Field(default=1, ge=1)
-    spawn_rate: float = Field(default=1, gt=0)
-    run_time: float | None = Field(default=None, description="seconds; None: until stopped")
-    warmup: float = 0
-    workers: int = Field(default=1, ge=1)
+    users: Users = 1
+    spawn_rate: SpawnRate = 1
+    run_time: PositiveSeconds | None = Field(default=None, description="seconds; None: until stopped")
+    warmup: Seconds = 0
+    workers: Workers = 1
     host: str | None = None
     stages: list[Stage] | None = None
     breakpoint: Breakpoint | None = None
@@ -285,8 +299,14 @@ def resolve(
     skip_teardown: bool = False,
     sut_version: str | None = None,
     env: Mapping[str, str] | Settings | None = None,
+    max_workers: int | None = None,
 ) -> RunSettings:
-    """Profile file < environment < flags."""
+    """Profile file < environment < flags.
+
+    Every value is bounded wherever it comes from (:mod:`loadstack.limits`); ``max_workers`` is
+    the most worker processes this machine may start (``None``: not checked, the workers run
+    elsewhere, e.g. in Kubernetes).
+    """
     base = env if isinstance(env, Settings) else (Settings.load(env) if env is not None else _current())
     profile, path, node = _load(name_or_path)
     # A profile's `env:` block counts as environment (it is what its Locust processes get).
@@ -313,17 +333,14 @@ def resolve(
                 ) from None
         return default
 
-    def positive_int(v: Any) -> int:
-        n = int(v)
-        if n < 1:
-            raise ValueError("must be >= 1")
-        return n
+    def users_count(v: Any) -> int:
+        return limits.bounded_int(v, 1, limits.MAX_USERS)
 
-    def positive_float(v: Any) -> float:
-        x = float(v)
-        if x <= 0:
-            raise ValueError("must be > 0")
-        return x
+    def workers_count(v: Any) -> int:
+        return limits.bounded_int(v, 1, limits.MAX_WORKERS)
+
+    def rate(v: Any) -> float:
+        return limits.bounded_float(v, 0, limits.MAX_SPAWN_RATE, lo_open=True)
 
     def duration(v: Any) -> float:
         s = float(to_seconds(v))
@@ -331,11 +348,44 @@ def resolve(
             raise ValueError("must be > 0")
         return s
 
+    def flag(field_name: str, value: Any, convert: Any) -> Any:
+        """A flag's value, checked like the profile's (a caller other than argparse may pass anything)."""
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise configfile.ConfigError(
+                [configfile.ConfigIssue("command line", None, field_name, str(exc))]
+            ) from None
+
+    users = flag("users", users, users_count)
+    spawn_rate = flag("spawn_rate", spawn_rate, rate)
+    run_time = flag("run_time", run_time, duration)
+    workers = flag("workers", workers, workers_count)
     run_seconds = pick("run_time", run_time, config.run_time, profile.run_time, duration)
     warmup = profile.warmup
     if warmup >= run_seconds:
         warmup = 0
         overrides["warmup"] = "dropped: run_time override is shorter than the profile's warmup"
+    worker_count = pick(
+        "workers", workers, config.workers, profile.workers or limits.cpu_count(), workers_count
+    )
+    if max_workers is not None and worker_count > max_workers:
+        source = overrides.get("workers")
+        where = (
+            configfile.ConfigIssue(str(config.source_of("workers")), None, "workers", "")
+            if source and source.startswith("environment")
+            else configfile.ConfigIssue("command line", None, "workers", "")
+            if source
+            else configfile.ConfigIssue(str(path), configfile.line_of(node, ("workers",)), "workers", "")
+        )
+        where.message = (
+            f"{worker_count} workers is more than the {max_workers} this machine starts "
+            f"({limits.WORKERS_PER_CPU} per CPU, {limits.cpu_count()} CPUs); pass --allow-many-workers "
+            "(or LOADSTACK_ALLOW_MANY_WORKERS=1) to start them anyway"
+        )
+        raise configfile.ConfigError([where])
     auth_spec = profile.auth
     if auth_spec and auth_spec.key_file:  # a key next to the profile travels with it
         auth_spec = auth_spec.model_copy(
@@ -351,13 +401,11 @@ def resolve(
         profile_file=str(path),
         description=profile.description,
         locustfile=str(resolve_locustfile(profile.locustfile, path)),
-        users=pick("users", users, config.users, profile.users, positive_int),
-        spawn_rate=pick("spawn_rate", spawn_rate, config.spawn_rate, profile.spawn_rate, positive_float),
+        users=pick("users", users, config.users, profile.users, users_count),
+        spawn_rate=pick("spawn_rate", spawn_rate, config.spawn_rate, profile.spawn_rate, rate),
         run_time=run_seconds,
         warmup=warmup,
-        workers=pick(
-            "workers", workers, config.workers, profile.workers or (os.cpu_count() or 1), positive_int
-        ),
+        workers=worker_count,
         host=pick("host", host, config.host, profile.host, str),
         stages=profile.stages,
         breakpoint=profile.breakpoint,
