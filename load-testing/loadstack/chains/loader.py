@@ -61,7 +61,10 @@ def _bad_template(value: Any, loc: Loc, key: str | None = None) -> tuple[Loc, st
     """The first string under ``value`` that does not parse as a template/expression."""
     if isinstance(value, str):
         try:
-            Expression(value) if key in EXPRESSION_KEYS else Template(value)
+            compiled = Expression(value) if key in EXPRESSION_KEYS else Template(value)
+            # A constant ({{ 2 ** 20000 }}) is evaluated now: its error is the file's, not the run's.
+            if {ref.partition(".")[0] for ref in compiled.references} <= set(environment().globals):
+                compiled({}) if isinstance(compiled, Expression) else compiled.render({})
         except TemplateError as exc:
             return loc, str(exc)
         return None
