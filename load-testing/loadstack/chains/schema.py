@@ -13,11 +13,15 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Strict as StrictType
 
 from loadstack.durations import PositiveSeconds, Seconds
+from loadstack.limits import MAX_WEIGHT
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+HttpStatus = Annotated[int, StrictType(), Field(ge=1, le=999)]
+MAX_STEPS = 1000  # steps in one sequence
 KINDS = ("http", "ws", "sql", "amqp_publish", "amqp_expect", "redis", "await_", "sleep", "think", "branch")
 # Redis commands a chain may send: the usual read and write data commands, nothing administrative.
 REDIS_COMMANDS = frozenset(
@@ -73,7 +77,8 @@ REDIS_COMMANDS = frozenset(
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No .inf/.nan where a number is expected (weights, timeouts, backoff).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # A form or multipart field value as written (templated when a string); a list repeats the field.
@@ -207,7 +212,7 @@ class AwaitSpec(Strict):
     timeout: PositiveSeconds = 10
     interval: PositiveSeconds = 0.01
     max_interval: PositiveSeconds = 0.5
-    backoff: float = Field(default=1.5, ge=1)
+    backoff: float = Field(default=1.5, ge=1, le=100)
     since: str | None = Field(default=None, description="measure from the end of this earlier step")
 
     @model_validator(mode="after")
@@ -254,7 +259,7 @@ class SaveSpec(Strict):
     json_path: str | None = Field(default=None, alias="json")
     header: str | None = None
     column: str | None = None
-    row: int = Field(default=0, ge=0)
+    row: int = Field(default=0, ge=0, le=1_000_000)
     field: str | None = None
     expr: str | None = None
 
@@ -266,7 +271,7 @@ class SaveSpec(Strict):
 
 
 class ExpectSpec(Strict):
-    status: int | list[int] | None = None
+    status: HttpStatus | list[HttpStatus] | None = None
     json_values: dict[str, Any] | None = Field(default=None, alias="json")
     contains: str | None = None
     rows: int | None = Field(default=None, ge=0)
@@ -281,8 +286,8 @@ class GotoSpec(Strict):
 class BranchPath(Strict):
     name: StepName
     when: str | None = None
-    weight: float | None = Field(default=None, gt=0)
-    steps: list[StepSpec] = Field(min_length=1)
+    weight: float | None = Field(default=None, gt=0, le=MAX_WEIGHT)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 class BranchSpec(Strict):
@@ -347,8 +352,8 @@ class ChainSpec(Strict):
     seed: Literal["customers"] | None = Field(
         default=None, description="draw a seeded customer per iteration"
     )
-    weight: float = Field(default=1, gt=0)
-    steps: list[StepSpec] = Field(min_length=1)
+    weight: float = Field(default=1, gt=0, le=MAX_WEIGHT)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 BranchPath.model_rebuild()
