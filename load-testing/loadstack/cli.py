@@ -322,68 +322,53 @@ def _summaries_dir(args: argparse.Namespace) -> Path:
     return Path(args.results_dir) if args.results_dir else paths.results_root()
 
 
-def _load_summary(root: Path, run_id: str) -> dict | None:
-    from loadstack import results
-
-    path = results.run_dir(root, run_id) / "summary.json"
-    return results.read_json(path) if path.exists() else None
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from loadstack import results
-    from loadstack.report import history
+    from loadstack.report import history, summaries
     from loadstack.report.html import runs_report
     from loadstack.report.locate import describe_run, grafana_url
 
     root = _summaries_dir(args)
     entries = history.load(root)
     if args.run_ids:
-        run_ids = args.run_ids
+        run_ids = [summaries.resolve_run(root, r) for r in args.run_ids]
     else:
         run_ids = [e["run_id"] for e in entries if (root / e["run_id"] / "summary.json").exists()][
             -args.last :
         ]
-        run_ids = list(dict.fromkeys(run_ids)) or ["latest"]
-    summaries = [(r, _load_summary(root, r)) for r in run_ids]
-    missing = [r for r, s in summaries if s is None]
+        run_ids = list(dict.fromkeys(run_ids)) or [summaries.resolve_run(root, "latest")]
+    loaded = [(r, summaries.load(root, r)) for r in run_ids]
+    missing = [r for r, s in loaded if s is None]
     if missing:
         print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    incomplete = [r for r, s in summaries if s is not None and not {"run_id", "totals"} <= s.keys()]
-    if incomplete:
-        print(
-            f"loadstack report: {', '.join(incomplete)}: summary.json has no run_id/totals "
-            "(not written by a finished loadstack run); leave it out or rerun",
-            file=sys.stderr,
-        )
-        return exitcodes.BAD_INPUT
-    docs = [s for _, s in summaries if s is not None]
+    docs = [summaries.as_dict(s) for _, s in loaded if s is not None]
     out = Path(args.output) if args.output else root / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(runs_report(docs, {e["run_id"]: e for e in entries}), encoding="utf-8")
     print(f"combined report ({len(docs)} runs): {out}")
-    print("\n".join(describe_run(results.run_dir(root, docs[-1]["run_id"]))))
-    print(f"Grafana dashboard (compose stack): {grafana_url(docs[-1]['run_id'])}")
+    print("\n".join(describe_run(root / run_ids[-1])))
+    print(f"Grafana dashboard (compose stack): {grafana_url(run_ids[-1])}")
     return exitcodes.OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from loadstack import results
-    from loadstack.report import history
+    from loadstack.report import history, summaries
     from loadstack.report.compare import Settings, compare, format_table
     from loadstack.report.html import comparison_page
 
     root = _summaries_dir(args)
-    current = _load_summary(root, args.run_id)
+    # Output paths are built from two run ids only: the command line's or a history line's (both
+    # checked to be names), never from what a summary.json says.
+    current_id = summaries.resolve_run(root, args.run_id)
+    current = summaries.load(root, current_id)
     if current is None:
         print(f"loadstack compare: no results for {args.run_id} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     baseline_id = args.baseline
     if baseline_id == "latest-passing":
-        passing = [
-            e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current["run_id"]
-        ]
-        same = [e for e in passing if e["profile"] == current["profile"]]
+        passing = [e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current_id]
+        same = [e for e in passing if e["profile"] == current.profile]
         chosen = (same or passing)[-1:]
         if not chosen:
             print(
@@ -392,7 +377,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
             return exitcodes.BAD_INPUT
         baseline_id = chosen[0]["run_id"]
-    baseline = _load_summary(root, baseline_id)
+    baseline_id = summaries.resolve_run(root, summaries.check_run_id(baseline_id, "--baseline"))
+    baseline = summaries.load(root, baseline_id)
     if baseline is None:
         print(f"loadstack compare: no results for baseline {baseline_id} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -402,13 +388,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         error_tolerance_pp=args.error_tolerance_pp,
         alpha=args.alpha,
     )
-    comparison = compare(baseline, current, settings)
+    base_doc, current_doc = summaries.as_dict(baseline), summaries.as_dict(current)
+    comparison = compare(base_doc, current_doc, settings)
     print(format_table(comparison))
-    run_dir = results.run_dir(root, current["run_id"])
-    stem = run_dir / f"compare-{baseline['run_id']}"
-    results.write_json(stem.with_suffix(".json"), comparison.as_dict())
-    stem.with_suffix(".html").write_text(comparison_page(comparison, baseline, current), encoding="utf-8")
-    print(f"\ncomparison: {stem.with_suffix('.html')} (and .json)")
+    run_dir = root / current_id
+    json_path, html_path = run_dir / f"compare-{baseline_id}.json", run_dir / f"compare-{baseline_id}.html"
+    results.write_json(json_path, comparison.as_dict())
+    html_path.write_text(comparison_page(comparison, base_doc, current_doc), encoding="utf-8")
+    print(f"\ncomparison: {html_path} (and .json)")
     return exitcodes.REGRESSION if comparison.regressions else exitcodes.OK
 
 
