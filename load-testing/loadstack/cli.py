@@ -19,54 +19,11 @@ import yaml
 
 from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, profiles, settings
 from loadstack.configfile import ConfigError
-from loadstack.durations import parse_duration
+from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, float_in, int_in
 from loadstack.importers import commands as import_commands
 from loadstack.masking import Masker
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-# -- flag types: a bad value is argparse's exit status 2 naming the flag, never a traceback later --
-def int_in(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse type: a whole number within ``[lo, hi]``."""
-
-    def whole_number(text: str) -> int:
-        try:
-            return limits.bounded_int(text, lo, hi)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return whole_number
-
-
-def float_in(lo: float, hi: float, *, lo_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number within ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
-
-    def number(text: str) -> float:
-        try:
-            return limits.bounded_float(text, lo, hi, lo_open=lo_open)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return number
-
-
-def duration_flag(text: str) -> str:
-    """An argparse type: a duration such as 30s or 5m (kept as text; profiles.resolve converts it)."""
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return text
-
-
-PORT = int_in(1, 65535)
-USERS = int_in(1, limits.MAX_USERS)
-WORKERS = int_in(1, limits.MAX_WORKERS)
-SPAWN_RATE = float_in(0, limits.MAX_SPAWN_RATE, lo_open=True)
-MEGABYTES = float_in(0, 1024, lo_open=True)
 
 
 def _input_flags(p: argparse.ArgumentParser) -> None:
@@ -358,6 +315,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from loadstack.report.html import comparison_page
 
     root = _summaries_dir(args)
+    if args.baseline != "latest-passing":
+        summaries.check_run_id(args.baseline, "--baseline")
     # Output paths are built from two run ids only: the command line's or a history line's (both
     # checked to be names), never from what a summary.json says.
     current_id = summaries.resolve_run(root, args.run_id)
@@ -428,9 +387,28 @@ def cmd_demo_consumer(_: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+# AMQP's queue names are short strings: at most 255 bytes.
+AMQP_NAME_BYTES = 255
+STREAM_OFFSETS = ("first", "last", "next")
+
+
+def _inspect_rabbitmq_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, before anything connects."""
+    size = len(args.queue.encode("utf-8", "surrogateescape"))
+    if size > AMQP_NAME_BYTES:
+        return f"queue: {size} bytes; AMQP queue names are at most {AMQP_NAME_BYTES} bytes"
+    if args.offset not in STREAM_OFFSETS and not (args.offset.isdigit() and int(args.offset) < 2**63):
+        return f"--offset: {args.offset[:40]!r} is not first, last, next or a stream offset (0 to 2**63-1)"
+    return None
+
+
 def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
     from loadstack.inspect.rabbitmq import InspectError, QueueInspector, format_messages
 
+    problem = _inspect_rabbitmq_problem(args)
+    if problem:
+        print(f"loadstack inspect rabbitmq: {problem}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     try:
         with QueueInspector(
             args.url,
@@ -700,6 +678,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    except OSError as exc:  # a file or folder named on the command line that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"loadstack {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     except lifecycle.RunError as exc:
         print(f"loadstack: {exc}", file=sys.stderr)

@@ -129,6 +129,8 @@ def prepare(request: RunRequest) -> Prepared:
     if refused:
         raise RunError("\n".join(refused), exitcodes.BAD_INPUT)
     root = Path(request.results_dir) if request.results_dir else paths.results_root()
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--results-dir {root}: not a folder", exitcodes.BAD_INPUT)
     return Prepared(request, run, run_id, root)
 
 
