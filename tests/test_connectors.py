@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from loadstack.processes import free_port
 from tests.helpers import (
     LOCUSTFILES,
     ROOT,
+    PrivateRedis,
     assert_no_orphans,
     loadstack,
     rows_by_name,
@@ -119,45 +119,6 @@ def test_servers_down_at_start_are_failures_not_crashes(tmp_path: Path) -> None:
     # Backoff: a dead server is retried gently, not in a tight loop.
     assert doc["totals"]["failures"] < 3 * 8 * 15, doc["totals"]
     assert_no_orphans("down-e2e")
-
-
-class PrivateRedis:
-    """A redis-server of our own, so restarting it cannot disturb the machine's shared one."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("private redis did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 def _history(run_dir: Path) -> list[dict[str, str]]:

@@ -17,7 +17,8 @@ import redis
 from loadstack.inspect.rabbitmq import InspectError, QueueInspector, decode_body
 from loadstack.inspect.redis import InspectError as RedisInspectError
 from loadstack.inspect.redis import ReadOnlyRedis, ReadOnlyViolation, check_pattern
-from tests.helpers import loadstack
+from loadstack.processes import free_port
+from tests.helpers import PrivateRedis, loadstack
 
 AMQP = {"host": "127.0.0.1:5672", "userid": "guest", "password": "guest"}
 
@@ -207,7 +208,8 @@ def test_redis_inspection_changes_nothing(keyspace: tuple[redis.Redis, str]) -> 
     r, prefix = keyspace
     before = _snapshot(r, prefix)
     t0 = time.monotonic()
-    out = loadstack("inspect", "redis", f"{prefix}:*", "--json")
+    # Values are previewed only with --allow-touch on a Redis without CLIENT NO-TOUCH (< 7.2).
+    out = loadstack("inspect", "redis", f"{prefix}:*", "--json", "--allow-touch")
     elapsed_ms = (time.monotonic() - t0) * 1000 + 50
     assert out.returncode == 0, out.stderr
     reports = {item["key"]: item for item in json.loads(out.stdout)}
@@ -270,3 +272,59 @@ def test_redis_inspector_bad_input() -> None:
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = loadstack("inspect", "redis", "--limit", "0")
     assert out.returncode == 2
+
+
+def _touch_clock(r: redis.Redis, keys: list[str], lfu: bool) -> dict[str, int]:
+    """What a read would change: OBJECT FREQ under an LFU policy, else OBJECT IDLETIME."""
+    return {key: r.object("FREQ" if lfu else "IDLETIME", key) for key in keys}
+
+
+@pytest.mark.parametrize("policy", ["noeviction", "allkeys-lfu"])
+def test_redis_inspection_leaves_lru_and_lfu_alone(policy: str) -> None:
+    """Idle time and LFU counters are unchanged by a default inspection, on any Redis version."""
+    lfu = policy.endswith("lfu")
+    server = PrivateRedis(free_port(), "--maxmemory-policy", policy)
+    server.start()
+    try:
+        r = redis.Redis(port=server.port)
+        keys = ["lt-lru:str", "lt-lru:list", "lt-lru:hash"]
+        r.set(keys[0], "value")
+        r.rpush(keys[1], "a", "b")
+        r.hset(keys[2], mapping={"f": "v"})
+        time.sleep(0 if lfu else 2.2)  # OBJECT IDLETIME counts whole seconds
+        before = _touch_clock(r, keys, lfu)
+        url = f"redis://127.0.0.1:{server.port}/0"
+        no_touch = tuple(int(p) for p in r.info("server")["redis_version"].split(".")[:2]) >= (7, 2)
+        out = loadstack("inspect", "redis", "lt-lru:*", "--url", url, "--json")
+        assert out.returncode == 0, out.stderr
+        reports = {item["key"]: item for item in json.loads(out.stdout)}
+        assert set(reports) == set(keys) and all(item["memory_bytes"] for item in reports.values())
+        if not no_touch:
+            assert all(
+                item["preview"] is None and "--allow-touch" in item["note"] for item in reports.values()
+            )
+        after = _touch_clock(r, keys, lfu)
+        for key in keys:
+            if lfu:
+                assert after[key] == before[key], (key, before[key], after[key])
+            else:
+                assert after[key] >= before[key] >= 2, (key, before[key], after[key])
+        if not no_touch:
+            # The control: a value read that is allowed to touch does change the clock.
+            touched = loadstack("inspect", "redis", "lt-lru:*", "--url", url, "--json", "--allow-touch")
+            assert touched.returncode == 0
+            now = _touch_clock(r, keys, lfu)
+            assert (now[keys[0]] > after[keys[0]]) if lfu else (now[keys[0]] < 2), (after, now)
+    finally:
+        server.stop()
+
+
+def test_redis_inspection_masks_secrets_and_escapes_key_names(keyspace: tuple[redis.Redis, str]) -> None:
+    r, prefix = keyspace
+    r.set(f"{prefix}:session:42", "opaque-session-cookie-value")
+    r.set(f"{prefix}:dsn", "postgresql://app:Pg-Hidden-77@db.internal/app")
+    r.set(f"{prefix}:\x1b]0;pwned\x07", "x")
+    out = loadstack("inspect", "redis", f"{prefix}:*", "--allow-touch")
+    assert out.returncode == 0, out.stderr
+    assert "opaque-session-cookie-value" not in out.stdout and "Pg-Hidden-77" not in out.stdout
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\\x1b]0;pwned\\x07" in out.stdout

@@ -16,6 +16,7 @@ from typing import Any
 import kombu
 import redis
 
+from loadstack.data.teardown import ended_key
 from loadstack_demo.backend_store import order_key, run_index_key
 from loadstack_demo.events import ORDERS_QUEUE, RUN_ID_HEADER, declare
 
@@ -43,6 +44,18 @@ class OrderConsumer:
         self.prefetch = prefetch
         self.running = True
         self.processed = 0
+        self.dropped = 0
+        # run id -> ended? (True is final; False is asked again after a second)
+        self._ended: dict[str, tuple[bool, float]] = {}
+
+    def run_ended(self, run_id: str) -> bool:
+        """loadstack's teardown marks a run ended; its late messages are ours to drop."""
+        known, checked = self._ended.get(run_id, (False, 0.0))
+        if known or time.monotonic() - checked < 1.0:
+            return known
+        ended = bool(self.redis.exists(ended_key(run_id)))
+        self._ended[run_id] = (ended, time.monotonic())
+        return ended
 
     def handle(self, body: Any, message: kombu.message.Message) -> None:
         try:
@@ -53,6 +66,10 @@ class OrderConsumer:
             message.reject(requeue=False)
             return
         run_id = (message.headers or {}).get(RUN_ID_HEADER)
+        if run_id and self.run_ended(str(run_id)):
+            message.ack()  # the run was torn down: processing it now would re-create what it deleted
+            self.dropped += 1
+            return
         key = order_key(int(record["id"]))
         pipe = self.redis.pipeline()
         pipe.hset(key, mapping={k: str(v) for k, v in record.items()})
@@ -91,4 +108,6 @@ class OrderConsumer:
                     break
                 log.error("consumer: %s: %s; reconnecting in 1s", type(exc).__name__, exc)
                 time.sleep(1)
-        log.warning("consumer: stopped after %d events", self.processed)
+        log.warning(
+            "consumer: stopped after %d events (%d of ended runs dropped)", self.processed, self.dropped
+        )

@@ -16,7 +16,7 @@ from email import policy
 from email.parser import BytesParser
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
 
 def _collect(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
@@ -64,7 +64,14 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
 
 
 def add_routes(app: FastAPI) -> None:
-    """``POST /api/v1/forms/echo`` (urlencoded) and ``POST /api/v1/uploads`` (multipart)."""
+    """``POST /api/v1/forms/echo`` (urlencoded), ``POST /api/v1/uploads`` (multipart), raw bodies, redirects."""
+
+    @app.get("/api/v1/redirect", tags=["echo"], include_in_schema=False)
+    async def redirect(to: str, status: int = 307) -> Response:
+        """A redirect wherever the caller says: how a test makes the system under test pick a target."""
+        if status not in (301, 302, 303, 307, 308):
+            raise HTTPException(400, detail="status must be a redirect status")
+        return Response(status_code=status, headers={"Location": to})
 
     @app.post("/api/v1/forms/echo", tags=["echo"], include_in_schema=False)
     async def form_echo(request: Request) -> dict:

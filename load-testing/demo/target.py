@@ -4,7 +4,7 @@ What makes the demo trust the run's credentials (a client secret or a JWT
 signing secret, made up when nobody gave one), how it is started natively
 (``loadstack demo serve`` and, when it stores to the real backends, its
 pipeline consumer) or in the compose stack (services ``target`` and
-``consumer``), and what it shares with the run (its orders queue).
+``consumer``), and what it does with the run's messages once the run has ended (its consumer drops them).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from loadstack.profiles import RunSettings
 from loadstack.settings import Settings, current
 from loadstack.targets import Process, Target
-from loadstack_demo.events import ORDERS_QUEUE
 
 DEFAULT_CLIENT_ID = "loadstack"
 
@@ -81,7 +80,7 @@ class DemoTarget(Target):
                     "token_url": auth.token_url or f"{url}/oauth/token",
                 }
             )
-        return run.model_copy(update={"host": url, "auth": auth, "teardown_queues": [ORDERS_QUEUE.name]})
+        return run.model_copy(update={"host": url, "auth": auth})
 
     def describe(self, url: str) -> str:
         return self.note or f"demo platform: {url}"

@@ -22,7 +22,6 @@ from typing import Any
 from loadstack import exitcodes, lifecycle, paths, results
 from loadstack.launchers.native import NativeLauncher
 from loadstack.lifecycle import Launcher, Prepared, RunError, RunRequest, say
-from loadstack.masking import Masker
 from loadstack.processes import port_open, wait_until
 from loadstack.profiles import RunSettings
 
@@ -112,7 +111,7 @@ def start(request: RunRequest, extra_args: list[str]) -> int:
     state = read_state()
     if not ok or proc.poll() is not None or not state:
         say(f"the web UI stack did not come up; see {log_path}:")
-        say("\n".join(Masker.from_env()(line) for line in log_path.read_text().splitlines()[-15:]))
+        say("\n".join(log_path.read_text(errors="replace").splitlines()[-15:]))
         return exitcodes.FAILURES
     say(f"Locust web UI: {state['web_url']}   (target: {state['host']})")
     say(f"results of this session: {state['run_dir']}/   stop with: just load-test stop")

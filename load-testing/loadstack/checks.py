@@ -84,6 +84,15 @@ def _chains(run: RunSettings) -> tuple[set[str], list[str]]:
     except ConfigError as exc:
         return set(), [str(issue) for issue in exc.issues]
     found = []
+    for chain in chains:
+        for step in chain.walk():
+            for url in _absolute_urls(step.spec):
+                try:
+                    safety.check_target(
+                        url, allow_remote=run.allow_remote, what=f"{chain.source}: step {step.name}"
+                    )
+                except ValueError as exc:
+                    found.append(str(exc))
     if not run.seed:
         for chain in chains:
             if chain.seed:
@@ -92,3 +101,17 @@ def _chains(run: RunSettings) -> tuple[set[str], list[str]]:
                     f"(seed: {chain.seed}); add e.g. `seed: {{customers: 200}}` to the profile"
                 )
     return {c.name for c in chains}, found
+
+
+def _absolute_urls(spec: object) -> list[str]:
+    """Absolute URLs that HTTP specs inside a step spec name (an await probe's included)."""
+    from pydantic import BaseModel
+
+    from loadstack.chains.schema import HttpSpec
+
+    if isinstance(spec, HttpSpec):
+        url = spec.absolute_url()
+        return [url] if url else []
+    if isinstance(spec, BaseModel):
+        return [u for name in type(spec).model_fields for u in _absolute_urls(getattr(spec, name))]
+    return []

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, profiles, settings
+from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, masking, profiles, settings
 from loadstack.configfile import ConfigError
 from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, float_in, int_in
 from loadstack.importers import commands as import_commands
-from loadstack.masking import Masker
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -159,7 +158,13 @@ def cmd_master(args: argparse.Namespace) -> int:
         web_port=args.web_port,
     )
     results_root = Path(args.results_dir) if args.results_dir else paths.results_root()
-    env = locust.environment(run, run_id, results_root, launcher="loadstack master")
+    env = locust.environment(
+        run,
+        run_id,
+        results_root,
+        launcher="loadstack master",
+        metrics=settings.current().metrics_by_default(),
+    )
     os.execvpe(argv[0], argv, env)
     return exitcodes.OK  # not reached: this process became the Locust master
 
@@ -170,7 +175,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     run = _role_run(args)
     argv = locust.worker_argv(run, master_host=args.master_host, master_port=args.master_port)
-    os.execvpe(argv[0], argv, settings.current().child_environment({"PYTHONUNBUFFERED": "1"}))
+    config = settings.current()
+    # Workers count what the master's exporter serves.
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        **settings.environment_of({"metrics_export": config.metrics_by_default()}),
+    }
+    os.execvpe(argv[0], argv, config.child_environment(env))
     return exitcodes.OK  # not reached: this process became the Locust worker
 
 
@@ -196,7 +207,7 @@ def cmd_check(_: argparse.Namespace) -> int:
             return exitcodes.BAD_INPUT
     found = checks.problems(run, settings.current(), available, run.host)
     for problem in found:
-        print(Masker.from_env()(problem), file=sys.stderr)
+        print(masking.current()(problem), file=sys.stderr)
     return exitcodes.BAD_INPUT if found else exitcodes.OK
 
 
@@ -246,8 +257,9 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_profile_show(args: argparse.Namespace) -> int:
-    settings = profiles.resolve(args.name)
-    data = settings.to_dict()
+    run = profiles.resolve(args.name)
+    data = run.to_dict()
+    data["env"] = masking.current().mask_env(data["env"])
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -437,7 +449,7 @@ def cmd_inspect_redis(args: argparse.Namespace) -> int:
     from loadstack.inspect.redis import InspectError, RedisInspector, format_reports
 
     try:
-        inspector = RedisInspector(args.url, allow_remote=args.allow_remote)
+        inspector = RedisInspector(args.url, allow_remote=args.allow_remote, allow_touch=args.allow_touch)
         reports = inspector.scan(args.pattern, limit=args.limit)
         inspector.close()
     except InspectError as exc:
@@ -573,6 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="Redis URL (default $LOADSTACK_REDIS_URL or redis://127.0.0.1:6379/0)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--allow-remote", action="store_true")
+    p.add_argument(
+        "--allow-touch",
+        action="store_true",
+        help="Redis < 7.2 (no CLIENT NO-TOUCH): preview values although that resets their idle time/LFU counter",
+    )
     p.set_defaults(handler=cmd_inspect_redis)
 
     chain = sub.add_parser("chain", help="chain files").add_subparsers(
@@ -669,6 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    masking.mask_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

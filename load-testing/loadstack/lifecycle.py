@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from loadstack import checks, exitcodes, limits, paths, profiles, runcontext, settings, targets
+from loadstack import checks, exitcodes, limits, masking, paths, profiles, runcontext, settings, targets
 from loadstack.configfile import ConfigError
 from loadstack.data import seed
-from loadstack.masking import Masker
 from loadstack.profiles import RunSettings
 from loadstack.targets import Target
 
@@ -38,7 +37,8 @@ class RunError(Exception):
 
 
 def say(message: str) -> None:
-    sys.stdout.write(message + "\n")
+    """Print for the person running the command; every line passes the masker."""
+    sys.stdout.write(masking.current()(message) + "\n")
     sys.stdout.flush()
 
 
@@ -84,10 +84,7 @@ class Prepared:
 
     @property
     def metrics(self) -> bool:
-        config = settings.current()
-        return self.request.metrics and (
-            config.metrics_export if config.source_of("metrics_export") else True
-        )
+        return self.request.metrics and settings.current().metrics_by_default()
 
 
 class Launcher(Protocol):
@@ -182,6 +179,7 @@ def run(
     launcher = choose_launcher(prepared)
     target = targets.for_run(prepared.run)
     target.prepare(prepared.run, settings.current())
+    masking.current().add(*target.shared_env.values())  # secrets made up for this run
     run = target.settle(prepared.run, launcher.target_url(target))
     check_inputs(run, prepared, target.shared_env)
     launcher.check_inputs(prepared)
@@ -220,7 +218,7 @@ def check_inputs(run: RunSettings, prepared: Prepared, shared_env: dict[str, str
     )  # fmt: skip
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
-        raise RunError(Masker.from_env({**env, **shared_env})(detail), exitcodes.BAD_INPUT)
+        raise RunError(detail, exitcodes.BAD_INPUT)
 
 
 def _announce(prepared: Prepared) -> None:

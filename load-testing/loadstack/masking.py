@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,6 +67,14 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc}"))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters (terminal escape sequences included) as visible ``\\xNN`` escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def mask_dsn(dsn: str) -> str:
     """A URL or a libpq keyword DSN (``host=h password=p``) with its password masked."""
     return mask_patterns(mask_url(dsn))
@@ -115,9 +124,9 @@ class Masker:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Masker:
         if environ is None:
-            from loadstack.settings import current
+            from loadstack.settings import raw_environment
 
-            environ = current().environ
+            environ = raw_environment()
         return cls(secret_values_from_env(environ))
 
     def add(self, *secrets: str) -> None:
@@ -144,10 +153,20 @@ class Masker:
         if isinstance(obj, str):
             return self(obj)
         if isinstance(obj, Mapping):
-            return {k: self.mask_obj(v) for k, v in obj.items()}
+            return {(self(k) if isinstance(k, str) else k): self.mask_obj(v) for k, v in obj.items()}
         if isinstance(obj, list | tuple):
             return [self.mask_obj(v) for v in obj]
         return obj
+
+    def mask_file(self, path: Path) -> None:
+        """Rewrite a file another program wrote (Locust's report.html and CSVs) with secrets masked."""
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            return
+        masked = self(text)
+        if masked != text:
+            path.write_text(masked, encoding="utf-8", errors="surrogateescape")
 
     def mask_env(self, environ: Mapping[str, str]) -> dict[str, str]:
         """An environment fit for writing to disk: secret variables fully masked."""
@@ -163,3 +182,60 @@ class Masker:
             else:
                 out[name] = self(value)
         return out
+
+
+_process: Masker | None = None
+
+
+def current() -> Masker:
+    """This process's masker: its environment's secrets, plus every one learned since (:meth:`Masker.add`).
+
+    Everything loadstack prints or writes passes it (the console, logs, results, reports, metrics
+    labels, generated files), so a secret made up at run time is masked everywhere once added.
+    """
+    global _process
+    if _process is None:
+        _process = Masker.from_env()
+    return _process
+
+
+class MaskingStream:
+    """A text stream that masks each complete line before it reaches the wrapped one.
+
+    Installed as ``sys.stdout``/``sys.stderr`` of loadstack's CLI and of every Locust process
+    that loads loadstack (:func:`mask_standard_streams`), so nothing printed escapes the masker,
+    whoever prints it.  Lines are buffered so a secret split across two writes is still whole.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            complete, self._pending = self._pending.rsplit("\n", 1)
+            self._stream.write(current()(complete) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._stream.write(current()(self._pending))
+            self._pending = ""
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def mask_standard_streams() -> None:
+    """Route ``sys.stdout`` and ``sys.stderr`` through the masker (idempotent)."""
+    import atexit
+    import sys
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, MaskingStream):
+            wrapped = MaskingStream(stream)
+            setattr(sys, name, wrapped)
+            atexit.register(wrapped.flush)

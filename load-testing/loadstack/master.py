@@ -22,22 +22,23 @@ message, and a worker adopts them before its users start (:func:`join`).
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import shlex
 import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gevent
 from locust.env import Environment
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
-from loadstack import auth, checks, exitcodes, gates, results, settings
+from loadstack import auth, checks, exitcodes, gates, masking, results, settings
 from loadstack.auth import preflight
 from loadstack.data import seed, teardown
-from loadstack.masking import Masker
 from loadstack.report import history
 from loadstack.runcontext import RunContext
 from loadstack.shape import ProfileShape
@@ -70,7 +71,7 @@ class RunMaster:
         self.class_stats = class_stats
         # Extra summary sections (chains, queue samples): name -> fn() -> value.
         self.sections = sections
-        self.masker = Masker.from_env({**self.config.environ, **self.run.env})
+        self.masker = masking.current()
         self.started: float | None = None
         self.measured_from: float | None = None
         self.peak_users = 0
@@ -122,6 +123,8 @@ class RunMaster:
             shape = ProfileShape(self.run)
             shape.runner = self.env.runner
             self.env.shape_class = shape
+        # Locust writes its report and CSVs itself; they pass the masker once every file is closed.
+        atexit.register(self._mask_locust_files)
         if opts is not None:
             if not opts.html_file:
                 opts.html_file = str(self.ctx.run_dir / "report.html")
@@ -131,6 +134,15 @@ class RunMaster:
                 writer = StatsCSVFileWriter(self.env, PERCENTILES_TO_REPORT, prefix, True)
                 gevent.spawn(writer.stats_writer)  # runs until the files close, as Locust's own does
                 self.env.events.quit.add_listener(lambda **_: writer.close_files())
+
+    def _mask_locust_files(self) -> None:
+        opts = self.env.parsed_options
+        files = [Path(opts.html_file)] if opts is not None and opts.html_file else []
+        files += self.ctx.run_dir.glob("results_*.csv")
+        if opts is not None and opts.csv_prefix:
+            files += Path(opts.csv_prefix).parent.glob(f"{Path(opts.csv_prefix).name}_*.csv")
+        for path in files:
+            self.masker.mask_file(path)
 
     def _write_metadata(self) -> None:
         env = {k: v for k, v in sorted(self.config.environ.items()) if k.startswith(RECORDED_ENV_PREFIXES)}
@@ -314,9 +326,7 @@ class RunMaster:
     def _teardown(self) -> dict[str, Any] | None:
         if self.run.skip_teardown:
             return None
-        report = teardown.teardown(
-            self.ctx.run_id, self.config, queues=self.run.teardown_queues, allow_remote=self.run.allow_remote
-        )
+        report = teardown.teardown(self.ctx.run_id, self.config, allow_remote=self.run.allow_remote)
         progress_log.info("teardown: %s", self.masker(report.line()))
         return report.as_dict()
 

@@ -25,7 +25,7 @@ from locust import between, events
 from locust.env import Environment
 from locust.runners import MasterRunner, Runner, WorkerRunner
 
-from loadstack import exitcodes, runcontext
+from loadstack import exitcodes, masking, runcontext
 from loadstack.configfile import ConfigError
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.metrics.aggregate import RequestMetrics
@@ -58,6 +58,7 @@ def install(event_hooks: Any = events) -> None:
     _installed = True
     from loadstack import master
 
+    masking.mask_standard_streams()  # the master's output is a pod's log, a container's, a terminal's
     event_hooks.init_command_line_parser.add_listener(master.add_arguments)
     event_hooks.init.add_listener(_on_init)
 

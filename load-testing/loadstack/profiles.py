@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import Strict as StrictType
 
-from loadstack import configfile, limits, paths
+from loadstack import configfile, limits, masking, paths
 from loadstack.auth.config import AuthConfigError, AuthSpec
 from loadstack.auth.config import resolve as resolve_auth
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
@@ -195,7 +195,6 @@ class RunSettings(BaseModel):
     skip_seed: bool = False
     skip_teardown: bool = False
     sut_version: str | None = None
-    teardown_queues: list[str] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -215,6 +214,13 @@ class RunSettings(BaseModel):
             steps = (bp.max_users - bp.start_users) // bp.step_users + 1
             return min(cap, steps * bp.step_duration)
         return cap
+
+    def secrets(self) -> set[str]:
+        """Values of this run that are secrets: its `env:` block's, and the JWT claims it signs."""
+        from loadstack.masking import secret_values_from_env
+
+        claims = {str(v) for v in self.auth.claims.values() if isinstance(v, str | int) and len(str(v)) >= 4}
+        return secret_values_from_env(self.env) | claims
 
     def user_class_names(self) -> list[str]:
         """The user classes this run starts (``user_classes`` with weight > 0); empty means all."""
@@ -396,7 +402,7 @@ def resolve(
     except AuthConfigError as exc:
         line = configfile.line_of(node, ("auth",))
         raise configfile.ConfigError([configfile.ConfigIssue(str(path), line, "auth", str(exc))]) from None
-    return RunSettings(
+    run = RunSettings(
         profile=profile.name,
         profile_file=str(path),
         description=profile.description,
@@ -428,15 +434,12 @@ def resolve(
         skip_seed=skip_seed or config.skip_seed,
         skip_teardown=skip_teardown or config.skip_teardown,
         sut_version=sut_version or config.sut_version,
-        teardown_queues=_split(config.teardown_queues),
     )
+    masking.current().add(*run.secrets())
+    return run
 
 
 def _current() -> Settings:
     from loadstack import settings
 
     return settings.current()
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]

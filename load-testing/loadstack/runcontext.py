@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loadstack import paths, profiles, settings
+from loadstack import masking, paths, profiles, settings
 from loadstack.profiles import RunSettings
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -75,6 +75,7 @@ def load(config: settings.Settings | None = None) -> RunContext:
             sut_version=config.sut_version,
         )
     run_id = check_run_id(config.run_id or new_run_id())
+    masking.current().add(*run.secrets())
     return RunContext(run_id=run_id, settings=run, results_root=paths.results_root())
 
 
@@ -89,5 +90,6 @@ def current() -> RunContext:
 def adopt(run_id: str, run: RunSettings) -> RunContext:
     """Make this process part of another process's run (a worker joining its master's run)."""
     global _current
+    masking.current().add(*run.secrets())
     _current = RunContext(run_id=check_run_id(run_id), settings=run, results_root=paths.results_root())
     return _current

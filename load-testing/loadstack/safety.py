@@ -173,6 +173,10 @@ def check_request(base_url: str, path: str, *, allow_remote: bool) -> str:
     origin for a host that is not local.
     """
     built = path if "://" in path[:12] else f"{base_url}{path}"
+    try:
+        urlsplit(built).port  # noqa: B018 -- a mangled port (`:8000.other.host`) is no URL at all
+    except ValueError:
+        raise RemoteTargetError(f"{mask_dsn(built)!r} is not a valid URL (from path {path!r})") from None
     if origin(built) != origin(base_url):
         check_target(built, allow_remote=allow_remote, what="request URL")
     return built

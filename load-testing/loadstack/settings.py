@@ -139,11 +139,6 @@ class Settings(BaseModel):
         validation_alias=_env("LOADSTACK_SAMPLE_QUEUES"),
         description="more queues to sample during the run, comma separated",
     )
-    teardown_queues: str | None = Field(
-        None,
-        validation_alias=_env("LOADSTACK_TEARDOWN_QUEUES"),
-        description="shared queues to take the run's messages off at teardown (set by the target)",
-    )
     allow_many_workers: bool = Field(
         False,
         validation_alias=_env("LOADSTACK_ALLOW_MANY_WORKERS"),
@@ -454,6 +449,10 @@ class Settings(BaseModel):
         """The variable that set ``field`` (``LOADSTACK_USERS`` or ``LOCUST_USERS``), or None."""
         return variable_of(field, self.environ)
 
+    def metrics_by_default(self) -> bool:
+        """Launchers export metrics unless LOCUST_METRICS_EXPORT says no (plain Locust: only when it says yes)."""
+        return self.metrics_export if self.source_of("metrics_export") else True
+
     def secret(self, field: str) -> str | None:
         value = getattr(self, field)
         return value.get_secret_value() if value is not None else None
@@ -500,6 +499,11 @@ def environment_of(values: Mapping[str, Any]) -> dict[str, str]:
             value = "1" if value else "0"
         out[variable(field)] = str(value)
     return out
+
+
+def raw_environment() -> dict[str, str]:
+    """This process's environment as it is, valid or not (the masker needs it even when settings are bad)."""
+    return dict(os.environ)
 
 
 @cache

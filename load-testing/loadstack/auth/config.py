@@ -75,7 +75,7 @@ class AuthSpec(BaseModel):
             found = sorted(_SECRET_KEYS & set(data))
             if found:
                 raise ValueError(
-                    f"{', '.join(found)}: secrets do not belong in profiles; set {CLIENT_SECRET_ENV} "
+                    f"secrets do not belong in profiles (found {' and '.join(found)}); set {CLIENT_SECRET_ENV} "
                     f"(oauth2) or {JWT_SECRET_ENV} / LOADSTACK_JWT_KEY_FILE (local) in the environment"
                 )
         return data

@@ -10,7 +10,7 @@ sequence and jumping backwards has a bound, ``since`` names an earlier step,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,17 @@ import yaml
 
 from loadstack import configfile
 from loadstack.chains.engine import Chain
-from loadstack.chains.schema import ChainSpec, GotoSpec, HttpSpec, StepSpec
-from loadstack.chains.steps import Step, build_step, request_file
+from loadstack.chains.kinds import Step, build_step
+from loadstack.chains.kinds.http import request_file
+from loadstack.chains.schema import (
+    AwaitStepSpec,
+    BranchStepSpec,
+    ChainSpec,
+    GotoSpec,
+    HttpSpec,
+    HttpStepSpec,
+    StepSpec,
+)
 from loadstack.chains.templates import (
     Expression,
     Template,
@@ -48,7 +57,7 @@ def _walk(
     for i, step in enumerate(steps):
         raw_step = raw[i] if i < len(raw) and isinstance(raw[i], dict) else {}
         yield step, raw_step, (*loc, i), steps
-        if step.branch is not None:
+        if isinstance(step, BranchStepSpec):
             raw_paths = ((raw_step.get("branch") or {}).get("paths")) or []
             for j, path in enumerate(step.branch.paths):
                 raw_path = raw_paths[j] if j < len(raw_paths) and isinstance(raw_paths[j], dict) else {}
@@ -70,8 +79,6 @@ def _bad_template(value: Any, loc: Loc, key: str | None = None) -> tuple[Loc, st
         return None
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in ("python",):
-                continue
             found = _bad_template(v, (*loc, k), k if isinstance(k, str) else None)
             if found:
                 return found
@@ -116,9 +123,9 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
     raw_steps = raw.get("steps") or []
     walked = list(_walk(spec.steps, raw_steps, ("steps",)))
     for step, _, loc, _ in walked:
-        if step.http is not None:
+        if isinstance(step, HttpStepSpec):
             problems += _file_problems(step.http, (*loc, "http"), base_dir)
-        if step.await_ is not None and step.await_.http is not None:
+        if isinstance(step, AwaitStepSpec) and step.await_.http is not None:
             problems += _file_problems(step.await_.http, (*loc, "await", "http"), base_dir)
     if problems:
         return problems  # steps are built below, and building reads the files
@@ -180,7 +187,7 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
                     )
                 )
         _check_kind_options(step, loc, problems)
-        if step.await_ is not None and step.await_.since and step.await_.since not in done:
+        if isinstance(step, AwaitStepSpec) and step.await_.since and step.await_.since not in done:
             problems.append(
                 ((*loc, "await", "since"), f"since: {step.await_.since!r} is not an earlier step")
             )
@@ -218,7 +225,7 @@ def _check_kind_options(step: StepSpec, loc: Loc, problems: list[tuple[Loc, str]
 
 
 def build(spec: ChainSpec, source: str | None = None, base_dir: Path | None = None) -> Chain:
-    steps: list[Step] = [build_step(s, base_dir) for s in spec.steps]
+    steps: list[Step[Any]] = [build_step(s, base_dir) for s in spec.steps]
     return Chain(
         spec.name,
         steps,
@@ -249,14 +256,10 @@ def load_file(path: str | Path) -> Chain:
     return build(spec, str(path), base_dir)
 
 
-def from_python(name: str, steps: list[StepSpec], **options: Any) -> Chain:
+def from_python(name: str, steps: Sequence[StepSpec], **options: Any) -> Chain:
     """A chain from Python-built step specs, validated like a file."""
-    spec = ChainSpec(name=name, steps=steps, **options)
-    raw = yaml.safe_load(
-        yaml.safe_dump(
-            spec.model_dump(by_alias=True, exclude_none=True, exclude={"steps": {"__all__": {"python"}}})
-        )
-    )
+    spec = ChainSpec(name=name, steps=list(steps), **options)
+    raw = yaml.safe_load(yaml.safe_dump(spec.model_dump(by_alias=True, exclude_none=True)))
     problems = validate(spec, raw)
     if problems:
         raise ValueError("; ".join(f"{configfile.field_path(loc)}: {msg}" for loc, msg in problems))

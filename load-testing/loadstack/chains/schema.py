@@ -3,17 +3,33 @@
 A step is a mapping with a ``name`` and exactly one *kind* key (``http``,
 ``ws``, ``sql``, ``amqp_publish``, ``amqp_expect``, ``redis``, ``await``,
 ``sleep``, ``think``, ``branch``) plus optional ``when``, ``save``,
-``expect``, ``check``, ``repeat`` and ``on_failure``.  The same models are
-built by the Python API (``loadstack.chains.steps``), so a chain written in
-Python and one written in YAML run through the same engine.
+``expect``, ``check``, ``repeat`` and ``on_failure``.  Each kind is its own
+model (``HttpStepSpec`` …); ``StepSpec`` is their union, told apart by the kind
+key that is present.  The same models are built by the Python API
+(``loadstack.chains.steps``), so a chain written in Python and one written in
+YAML run through the same engine.  ``python`` steps exist in the Python API only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
 from pydantic import Strict as StrictType
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from loadstack.durations import PositiveSeconds, Seconds
 from loadstack.limits import MAX_WEIGHT
@@ -22,7 +38,6 @@ NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 HttpStatus = Annotated[int, StrictType(), Field(ge=1, le=999)]
 MAX_STEPS = 1000  # steps in one sequence
-KINDS = ("http", "ws", "sql", "amqp_publish", "amqp_expect", "redis", "await_", "sleep", "think", "branch")
 # Redis commands a chain may send: the usual read and write data commands, nothing administrative.
 REDIS_COMMANDS = frozenset(
     [
@@ -76,6 +91,9 @@ REDIS_COMMANDS = frozenset(
 )
 
 
+ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
 class Strict(BaseModel):
     # No .inf/.nan where a number is expected (weights, timeouts, backoff).
     model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
@@ -119,7 +137,10 @@ BODY_KINDS = ("json", "body", "form", "multipart", "body_file")
 
 class HttpSpec(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
-    path: str = Field(min_length=1)
+    path: str = Field(
+        min_length=1,
+        description="a path on the target (`/x`), a template, or an absolute URL the target guard allows",
+    )
     json_body: Any = Field(default=None, alias="json")
     body: str | None = Field(default=None, description="a text body (templated)")
     form: FormFields | None = Field(
@@ -129,6 +150,21 @@ class HttpSpec(Strict):
     body_file: BodyFileSpec | None = None
     headers: dict[str, str] | None = None
     timeout: PositiveSeconds | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, path: str) -> str:
+        # HTTP clients prepend the host by string concatenation: `@other.host/x` or `.suffix` would
+        # change the host.  Templated paths are checked when rendered (the target guard).
+        if (path.startswith("/") and not path.startswith("//")) or "{{" in path or ABSOLUTE_URL.match(path):
+            return path
+        raise ValueError(
+            f"{path!r}: give a path starting with one '/', a template, or an absolute http(s) URL"
+        )
+
+    def absolute_url(self) -> str | None:
+        """The URL of a step that names its own (checked against the target guard before the run)."""
+        return self.path if ABSOLUTE_URL.match(self.path) and "{{" not in self.path else None
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpSpec:
@@ -309,7 +345,11 @@ class BranchSpec(Strict):
         return self
 
 
-class StepSpec(Strict):
+class StepBase(Strict):
+    """What every step may have besides its kind; one subclass per kind adds the kind's own key."""
+
+    kind: ClassVar[str]
+
     name: StepName
     when: str | None = None
     on_failure: Literal["stop", "continue"] | GotoSpec = "stop"
@@ -318,31 +358,152 @@ class StepSpec(Strict):
     expect: ExpectSpec | None = None
     check: str | None = None
 
-    http: HttpSpec | None = None
-    ws: WsSpec | None = None
-    sql: SqlSpec | None = None
-    amqp_publish: AmqpPublishSpec | None = None
-    amqp_expect: AmqpExpectSpec | None = None
-    redis: RedisSpec | None = None
-    await_: AwaitSpec | None = Field(default=None, alias="await")
-    sleep: PositiveSeconds | None = None
-    think: ThinkSpec | PositiveSeconds | None = None
-    branch: BranchSpec | None = None
-    python: Any = Field(default=None, exclude=True, description="Python API only: a callable(run) -> value")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> StepSpec:
-        kinds = [k for k in (*KINDS, "python") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            shown = ", ".join(k.rstrip("_") for k in KINDS)
-            raise ValueError(
-                f"a step needs exactly one kind ({shown}); found {', '.join(k.rstrip('_') for k in kinds) or 'none'}"
+class HttpStepSpec(StepBase):
+    kind: ClassVar[str] = "http"
+    http: HttpSpec
+
+
+class WsStepSpec(StepBase):
+    kind: ClassVar[str] = "ws"
+    ws: WsSpec
+
+
+class SqlStepSpec(StepBase):
+    kind: ClassVar[str] = "sql"
+    sql: SqlSpec
+
+
+class AmqpPublishStepSpec(StepBase):
+    kind: ClassVar[str] = "amqp_publish"
+    amqp_publish: AmqpPublishSpec
+
+
+class AmqpExpectStepSpec(StepBase):
+    kind: ClassVar[str] = "amqp_expect"
+    amqp_expect: AmqpExpectSpec
+
+
+class RedisStepSpec(StepBase):
+    kind: ClassVar[str] = "redis"
+    redis: RedisSpec
+
+
+class AwaitStepSpec(StepBase):
+    kind: ClassVar[str] = "await"
+    await_: AwaitSpec = Field(alias="await")
+
+
+class SleepStepSpec(StepBase):
+    kind: ClassVar[str] = "sleep"
+    sleep: PositiveSeconds
+
+
+class ThinkStepSpec(StepBase):
+    kind: ClassVar[str] = "think"
+    think: ThinkSpec | PositiveSeconds
+
+
+class BranchStepSpec(StepBase):
+    kind: ClassVar[str] = "branch"
+    branch: BranchSpec
+
+
+class PythonStepSpec(StepBase):
+    """Python API only: ``python(run) -> value``; never read from a chain file, never dumped."""
+
+    kind: ClassVar[str] = "python"
+    python: Callable[[Any], Any] = Field(exclude=True)
+
+
+# The kind keys a chain file may use, and the keys every step may have.
+FILE_KINDS = (
+    "http",
+    "ws",
+    "sql",
+    "amqp_publish",
+    "amqp_expect",
+    "redis",
+    "await",
+    "sleep",
+    "think",
+    "branch",
+)
+COMMON_KEYS = frozenset(f.alias or name for name, f in StepBase.model_fields.items())
+
+
+def _kind_of(value: Any) -> str | None:
+    """The union tag: the kind key of a mapping, or the ``kind`` of an already-built step model."""
+    if isinstance(value, dict):
+        return next((k for k in FILE_KINDS if k in value), None)
+    return getattr(value, "kind", None)
+
+
+def _problem(title: str, loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data(
+        title, [{"type": PydanticCustomError(kind, message), "loc": loc, "input": value}]
+    )
+
+
+def _one_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Exactly one kind key per step mapping, then the kind's own model.
+
+    Error locations are the data's own: pydantic puts the union tag into them, which is removed
+    here so ``steps[1].redis`` reads as written in the file, not ``steps[1].redis.redis``.
+    """
+    if not isinstance(value, dict | StepBase):
+        raise PydanticCustomError("step_type", "a step is a mapping: a name and one kind key (http, sql, …)")
+    if isinstance(value, dict):
+        if "python" in value:
+            raise _problem(
+                "python step",
+                ("python",),
+                "python_in_file",
+                "python steps exist only in the Python API (loadstack.chains.steps.python(name, fn) "
+                "in a locustfile); a chain file cannot run Python code",
+                value["python"],
             )
-        return self
+        kinds = [k for k in FILE_KINDS if k in value]
+        unknown = [k for k in value if k not in COMMON_KEYS and k not in FILE_KINDS]
+        if not kinds and unknown:
+            raise ValidationError.from_exception_data(
+                "step", [{"type": "extra_forbidden", "loc": (k,), "input": value[k]} for k in unknown]
+            )
+        if len(kinds) != 1:
+            raise PydanticCustomError(
+                "step_kind",
+                f"a step needs exactly one kind ({', '.join(FILE_KINDS)}); found {', '.join(kinds) or 'none'}",
+            )
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        tag = _kind_of(value)
+        errors: list[InitErrorDetails] = [
+            {
+                "type": PydanticCustomError(e["type"], e["msg"]),
+                "loc": e["loc"][1:] if e["loc"][:1] == (tag,) else e["loc"],
+                "input": e["input"],
+            }
+            for e in exc.errors()
+        ]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
 
-    @property
-    def kind(self) -> str:
-        return next(k for k in (*KINDS, "python") if getattr(self, k) is not None).rstrip("_")
+
+StepSpec = Annotated[
+    Annotated[HttpStepSpec, Tag("http")]
+    | Annotated[WsStepSpec, Tag("ws")]
+    | Annotated[SqlStepSpec, Tag("sql")]
+    | Annotated[AmqpPublishStepSpec, Tag("amqp_publish")]
+    | Annotated[AmqpExpectStepSpec, Tag("amqp_expect")]
+    | Annotated[RedisStepSpec, Tag("redis")]
+    | Annotated[AwaitStepSpec, Tag("await")]
+    | Annotated[SleepStepSpec, Tag("sleep")]
+    | Annotated[ThinkStepSpec, Tag("think")]
+    | Annotated[BranchStepSpec, Tag("branch")]
+    | Annotated[PythonStepSpec, Tag("python")],
+    Discriminator(_kind_of),
+    WrapValidator(_one_kind),
+]
 
 
 class ChainSpec(Strict):

@@ -1,4 +1,4 @@
-"""Teardown after a run: delete everything tagged with its run id (``loadstack run`` step 3 of 3).
+"""Teardown after a run: delete everything tagged with its run id.
 
 What carries a run id, and how it is found:
 
@@ -7,10 +7,15 @@ What carries a run id, and how it is found:
 * Redis: keys named ``loadtest:{run_id}:…`` (SCAN) and the keys listed in the
   index set ``loadtest:{run_id}:keys`` (keys the platform wrote under other
   names, such as the demo's ``order:{id}``).
-* RabbitMQ: queues named ``loadtest.{run_id}.…`` (listed via the management
-  API or ``rabbitmqctl``), and messages with the ``x-loadstack-run-id`` header
-  left in the queues the target shares with the run (the demo platform's
-  ``demo.orders``, see its target): those are taken off, the others are put back.
+* RabbitMQ: queues named ``loadtest.{run_id}.…`` (the run's own queues, listed
+  via the management API or ``rabbitmqctl``) are deleted.  Messages the run
+  left in the platform's *shared* queues are not touched: taking them off
+  would mean getting every message of the queue unacked and requeueing the
+  others, which hides them from live consumers meanwhile and counts toward a
+  quorum queue's delivery limit.  Instead teardown marks the run as ended
+  (``loadtest:ended:{run_id}`` in Redis, see :func:`mark_ended`) and the
+  platform's consumer drops a message whose ``x-loadstack-run-id`` names an
+  ended run (the demo's consumer does; see docs/chains.md for the contract).
 
 Every part is idempotent; an unreachable backend is skipped and reported.
 """
@@ -132,8 +137,8 @@ def _run_queues(inspector: QueueInspector, run_id: str) -> list[str] | None:
     return [q["name"] for q in listed if q["name"].startswith(f"loadtest.{run_id}.")]
 
 
-def rabbitmq_teardown(url: str, run_id: str, platform_queues: Sequence[str]) -> dict[str, int]:
-    counts = {"queues": 0, "messages": 0}
+def rabbitmq_teardown(url: str, run_id: str) -> dict[str, int]:
+    counts = {"queues": 0}
     with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
         conn = inspector.connection()
         for name in _run_queues(inspector, run_id) or []:
@@ -143,43 +148,18 @@ def rabbitmq_teardown(url: str, run_id: str, platform_queues: Sequence[str]) -> 
                 counts["queues"] += 1
             with contextlib.suppress(Exception):
                 channel.close()
-        for queue in platform_queues:
-            counts["messages"] += _remove_run_messages(conn, queue, run_id)
     return counts
 
 
-def _remove_run_messages(conn: amqp.Connection, queue: str, run_id: str) -> int:
-    """Take this run's messages off a shared queue; every other message goes back, in order."""
-    channel = conn.channel()
-    removed, kept = 0, []
-    try:
-        try:
-            depth = channel.queue_declare(queue, passive=True).message_count
-        except amqp.exceptions.NotFound:
-            return 0
-        for _ in range(depth):
-            message = channel.basic_get(queue, no_ack=False)
-            if message is None:
-                break
-            headers = message.properties.get("application_headers") or {}
-            if headers.get(RUN_ID_HEADER) == run_id:
-                channel.basic_ack(message.delivery_tag)
-                removed += 1
-            else:
-                kept.append(message)
-        for message in reversed(kept):
-            channel.basic_reject(message.delivery_tag, requeue=True)
-    finally:
-        with contextlib.suppress(Exception):
-            channel.close()
-    return removed
+def rabbitmq_remaining(url: str, run_id: str, shared_queues: Sequence[str] = ()) -> dict[str, int]:
+    """The run's own queues left, and (for tests) its messages still waiting in ``shared_queues``.
 
-
-def rabbitmq_remaining(url: str, run_id: str, platform_queues: Sequence[str]) -> dict[str, int]:
+    Counting messages peeks them (get + requeue): fine for a test's own queue, not for a live one.
+    """
     left = {"queues": 0, "messages": 0}
     with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
         left["queues"] = len(_run_queues(inspector, run_id) or [])
-        for queue in platform_queues:
+        for queue in shared_queues:
             try:
                 depth = inspector.info(queue).messages
                 peeked = inspector.peek(queue, depth) if depth else []
@@ -189,15 +169,28 @@ def rabbitmq_remaining(url: str, run_id: str, platform_queues: Sequence[str]) ->
     return left
 
 
+# -- the ended-run marker ----------------------------------------------------------------------------
+ENDED_TTL_S = 7 * 24 * 3600
+
+
+def ended_key(run_id: str) -> str:
+    """Set by teardown: messages of this run still in shared queues are the platform's to drop."""
+    return f"loadtest:ended:{run_id}"
+
+
+def mark_ended(url: str, run_id: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+    client.set(ended_key(run_id), "1", ex=ENDED_TTL_S)
+
+
 # -- all together ----------------------------------------------------------------------------------
 def teardown(
     run_id: str,
     config: settings.Settings | None = None,
     *,
-    queues: Sequence[str] = (),
     allow_remote: bool = False,
 ) -> TeardownReport:
-    """Delete what carries ``run_id``; ``queues`` are shared queues to take the run's messages off."""
+    """Delete what carries ``run_id`` and mark the run ended (see the module docstring)."""
     config = config or settings.current()
     report = TeardownReport()
     dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
@@ -213,10 +206,9 @@ def teardown(
                     report.deleted[f"{table} rows"] = n
             elif what == "redis":
                 report.deleted["redis keys"] = redis_teardown(redis_url, run_id)
+                mark_ended(redis_url, run_id)
             else:
-                counts = rabbitmq_teardown(amqp_url, run_id, queues)
-                report.deleted["rabbitmq queues"] = counts["queues"]
-                report.deleted["rabbitmq messages"] = counts["messages"]
+                report.deleted["rabbitmq queues"] = rabbitmq_teardown(amqp_url, run_id)["queues"]
         except (
             OSError,
             psycopg2.Error,
@@ -230,7 +222,7 @@ def teardown(
 
 
 def remaining(
-    run_id: str, config: settings.Settings | None = None, queues: Sequence[str] = ()
+    run_id: str, config: settings.Settings | None = None, shared_queues: Sequence[str] = ()
 ) -> dict[str, Any]:
     """What still carries ``run_id`` (empty dicts/zeros after a successful teardown)."""
     config = config or settings.current()
@@ -238,5 +230,5 @@ def remaining(
     return {
         "postgres": postgres_remaining(dsn, run_id),
         "redis_keys": redis_remaining(redis_url, run_id),
-        "rabbitmq": rabbitmq_remaining(amqp_url, run_id, queues),
+        "rabbitmq": rabbitmq_remaining(amqp_url, run_id, shared_queues),
     }

@@ -37,7 +37,7 @@ from typing import Any
 import amqp
 
 from loadstack import safety, settings
-from loadstack.masking import mask_url
+from loadstack.masking import mask_url, printable
 
 # Heartbeats on: a broker notices a dead inspector (and frees what it holds) within 2 × this.
 HEARTBEAT_S = 30
@@ -377,7 +377,7 @@ def format_messages(info: QueueInfo, messages: list[PeekedMessage], preview: int
             text = m.body if isinstance(m.body, str) else json.dumps(m.body, default=str)
             shown = text if len(text) <= preview else text[: preview - 1] + "…"
         flag = " redelivered" if m.redelivered else ""
-        lines.append(f"  #{m.index:<4} {m.content_type or '-':<18} {m.size:>7}B{flag}  {shown}")
+        lines.append(f"  #{m.index:<4} {m.content_type or '-':<18} {m.size:>7}B{flag}  {printable(shown)}")
     return "\n".join(lines)
 
 

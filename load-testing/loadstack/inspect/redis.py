@@ -3,10 +3,23 @@
 Non-destructive by construction: :class:`ReadOnlyRedis` refuses any command
 outside a read-only allowlist *before* sending it, pipelines are disabled,
 lists and streams used as queues are previewed with ``LRANGE``/``XRANGE``
-(never popped), and ``KEYS`` is never sent (``SCAN`` only).  ``TYPE``, ``PTTL``,
-``OBJECT`` and ``MEMORY USAGE`` do not touch a key's LRU/LFU data; on Redis
->= 7.2 the inspector also switches on ``CLIENT NO-TOUCH`` so previews leave
-it alone too.  For defence in depth, run it as an ACL user limited to reads:
+(never popped), and ``KEYS`` is never sent (``SCAN`` only).
+
+Not even a key's LRU/LFU data changes.  ``SCAN``, ``TYPE``, ``PTTL``,
+``OBJECT ENCODING`` and ``MEMORY USAGE`` look keys up without touching them
+(Redis passes ``LOOKUP_NOTOUCH`` for them), so they are always used.  Reading a
+value (``GETRANGE``, ``LRANGE``, ``HSCAN``, ``STRLEN``, …) does touch it, unless
+the connection is in ``CLIENT NO-TOUCH`` mode, which Redis has from 7.2.  On an
+older server (or an ACL without ``client|no-touch``) the inspector therefore
+shows type, TTL, encoding and memory size but no value preview, and says why;
+``allow_touch`` (``--allow-touch``) previews anyway, knowing that each preview
+resets the key's idle time and bumps its LFU counter.  A test measures
+``OBJECT IDLETIME`` and ``OBJECT FREQ`` before and after.
+
+Values and key names are shown masked (secrets, and whole values of keys whose
+names say they hold one) and with control characters escaped, so a key name
+cannot send escape sequences to the terminal.  For defence in depth, run it as
+an ACL user limited to reads:
 
     ACL SETUSER loadstack-inspector on >CHANGE-ME ~* +@read -keys
 
@@ -15,15 +28,14 @@ it alone too.  For defence in depth, run it as an ACL user limited to reads:
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
-from loadstack import safety, settings
-from loadstack.masking import mask_url
+from loadstack import masking, safety, settings
+from loadstack.masking import MASK, mask_url, printable
 
 # Command -> allowed first arguments (subcommands), or None for "any arguments".
 READ_ONLY_COMMANDS: dict[str, frozenset[str] | None] = {
@@ -128,6 +140,8 @@ class KeyReport:
     encoding: str | None
     preview: Any
     truncated: bool
+    memory_bytes: int | None = None
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,8 +160,23 @@ def _text(value: Any) -> Any:
     return value
 
 
+NO_TOUCH_MISSING = (
+    "no value preview: this Redis has no CLIENT NO-TOUCH (7.2+), so reading a value would reset its "
+    "idle time and LFU counter; pass --allow-touch to preview anyway"
+)
+# Keys whose names say they hold a secret: their values are never shown.
+SECRET_KEY = re.compile(r"(token|secret|passw|session|api[_-]?key|credential|auth)", re.I)
+
+
 class RedisInspector:
-    def __init__(self, url: str | None = None, *, allow_remote: bool = False, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        allow_remote: bool = False,
+        timeout: float = 5.0,
+        allow_touch: bool = False,
+    ) -> None:
         self.url = url or settings.current().redis_url
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise InspectError(
@@ -163,20 +192,26 @@ class RedisInspector:
             )
         except (ValueError, safety.RemoteTargetError) as exc:
             raise InspectError(str(exc)) from None
-        self._no_touch_tried = False
+        self.allow_touch = allow_touch
+        self.no_touch: bool | None = None  # known after the first scan
 
     def _prepare(self) -> None:
-        if self._no_touch_tried:
+        if self.no_touch is not None:
             return
-        self._no_touch_tried = True
         try:
             self.client.dbsize()  # a @read command, so a read-only ACL user may send it (PING may not)
         except redis.RedisError as exc:
             raise InspectError(f"cannot reach {mask_url(self.url)}: {exc}") from None
-        with contextlib.suppress(
-            redis.RedisError
-        ):  # Redis < 7.2 or an ACL without client|no-touch: previews may update LRU
+        try:
             self.client.execute_command("CLIENT", "NO-TOUCH", "ON")
+            self.no_touch = True
+        except redis.RedisError:  # Redis < 7.2, or an ACL without client|no-touch
+            self.no_touch = False
+
+    @property
+    def previews(self) -> bool:
+        """Whether values may be read: without touching them, or because the user accepted it."""
+        return bool(self.no_touch) or self.allow_touch
 
     def scan(self, pattern: str = "*", *, limit: int = 100) -> list[KeyReport]:
         """Up to ``limit`` keys matching ``pattern`` (SCAN order)."""
@@ -203,6 +238,22 @@ class RedisInspector:
             encoding = _text(c.object("ENCODING", key))
         except redis.RedisError:
             encoding = None
+        try:
+            memory = c.memory_usage(key)
+        except redis.RedisError:
+            memory = None
+        if not self.previews:
+            return KeyReport(_text(key), kind, ttl, None, encoding, None, False, memory, NO_TOUCH_MISSING)
+        size, preview, truncated = self._value(key, kind)
+        if SECRET_KEY.search(_text(key)) and preview is not None:
+            preview, truncated = MASK, False
+        return KeyReport(
+            _text(key), kind, ttl, size, encoding, masking.current().mask_obj(preview), truncated, memory
+        )
+
+    def _value(self, key: bytes | str, kind: str) -> tuple[int | None, Any, bool]:
+        """Size and a bounded preview (these reads touch the key unless CLIENT NO-TOUCH is on)."""
+        c = self.client
         size: int | None
         preview: Any
         truncated = False
@@ -234,7 +285,7 @@ class RedisInspector:
             truncated = size > PREVIEW_ITEMS
         else:
             size, preview = None, None
-        return KeyReport(_text(key), kind, ttl, size, encoding, preview, truncated)
+        return size, preview, truncated
 
     def close(self) -> None:
         self.client.close()
@@ -243,12 +294,16 @@ class RedisInspector:
 def format_reports(reports: list[KeyReport], width: int = 80) -> str:
     if not reports:
         return "(no keys matched)"
-    lines = [f"{'KEY':<48} {'TYPE':<7} {'TTL':>9} {'SIZE':>7}  PREVIEW"]
+    lines = [f"{'KEY':<48} {'TYPE':<7} {'TTL':>9} {'SIZE':>7} {'MEMORY':>8}  PREVIEW"]
     for r in reports:
         ttl = "-" if r.ttl_ms is None else f"{r.ttl_ms / 1000:.0f}s"
-        text = str(r.preview)
+        text = printable(str(r.preview) if r.note is None else "-")
         if len(text) > width:
             text = text[: width - 1] + "…"
-        key = r.key if len(r.key) <= 48 else r.key[:47] + "…"
-        lines.append(f"{key:<48} {r.type:<7} {ttl:>9} {r.size if r.size is not None else '-':>7}  {text}")
-    return "\n".join(lines)
+        key = printable(r.key)
+        key = key if len(key) <= 48 else key[:47] + "…"
+        size = r.size if r.size is not None else "-"
+        memory = r.memory_bytes if r.memory_bytes is not None else "-"
+        lines.append(f"{key:<48} {r.type:<7} {ttl:>9} {size:>7} {memory:>8}  {text}")
+    notes = sorted({r.note for r in reports if r.note})
+    return "\n".join(masking.current()(line) for line in lines + notes)

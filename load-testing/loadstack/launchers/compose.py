@@ -27,9 +27,8 @@ import time
 from functools import cache
 from pathlib import Path
 
-from loadstack import exitcodes, paths, settings
+from loadstack import exitcodes, masking, paths, settings
 from loadstack.lifecycle import Prepared, RunError, RunRequest, say, too_many_workers, worker_cap
-from loadstack.masking import Masker
 from loadstack.profiles import RunSettings
 from loadstack.report import history
 from loadstack.results import read_json, update_latest
@@ -208,7 +207,7 @@ class ComposeLauncher:
         self.down = down
         self.compose: Compose | None = None
         self.master: str | None = None
-        self.masker = Masker.from_env()
+        self.masker = masking.current()
         self.follower: threading.Thread | None = None
 
     def check_inputs(self, prepared: Prepared) -> None:
@@ -256,7 +255,6 @@ class ComposeLauncher:
 
     def start_locust(self, run: RunSettings, prepared: Prepared) -> None:
         assert self.compose is not None
-        self.compose.env.update(settings.environment_of({"teardown_queues": ",".join(run.teardown_queues)}))
         say(f"starting the master and {run.workers} workers …")
         self.compose.run(
             "up", "-d", "--no-deps", "--force-recreate", "--scale", f"worker={run.workers}", "master", "worker",

@@ -11,10 +11,9 @@ import signal
 import sys
 import urllib.request
 
-from loadstack import exitcodes, settings
+from loadstack import exitcodes, masking, settings
 from loadstack.launchers import locust
 from loadstack.lifecycle import Prepared, RunError, say
-from loadstack.masking import Masker
 from loadstack.processes import Child, free_port, wait_until
 from loadstack.profiles import RunSettings
 from loadstack.targets import Process, Target
@@ -27,7 +26,7 @@ class NativeLauncher:
     name = "native"
 
     def __init__(self) -> None:
-        self.masker = Masker.from_env()
+        self.masker = masking.current()
         self.target: list[Child] = []
         self.master: Child | None = None
         self.workers: list[Child] = []

@@ -23,6 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from loadstack import masking
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.metrics.aggregate import BUCKETS, RequestMetrics, RequestTally
 
@@ -33,6 +34,13 @@ def _histogram(family: HistogramMetricFamily, labels: list[str], tally: RequestT
     cumulative = list(accumulate(tally.buckets))
     buckets = [(repr(b), c) for b, c in zip(BUCKETS, cumulative, strict=False)] + [("+Inf", cumulative[-1])]
     family.add_metric(labels, buckets, tally.seconds)
+
+
+def _masked(family: Any) -> Any:
+    """Label values (request names, error messages) pass the masker before anyone scrapes them."""
+    mask = masking.current()
+    family.samples = [s._replace(labels={k: mask(v) for k, v in s.labels.items()}) for s in family.samples]
+    return family
 
 
 class LoadstackCollector(Collector):
@@ -53,6 +61,9 @@ class LoadstackCollector(Collector):
         self.chains: set[str] = set()
 
     def collect(self) -> Iterator[Any]:
+        return (_masked(family) for family in self._families())
+
+    def _families(self) -> Iterator[Any]:
         base = ["run_id", "profile"]
         info = InfoMetricFamily("loadstack_run", "The run this exporter belongs to", labels=base)
         info.add_metric(self.run, {"host": self.host})

@@ -1,0 +1,291 @@
+"""Target safety: every bypass class is refused, on the address the client library would really use.
+
+The fast tests feed the guard crafted inputs.  The slow tests run loadstack for real inside a
+network namespace this test creates, where a listener on a non-loopback address (198.18.0.0/15,
+only inside that namespace) stands in for "elsewhere": every bypass must leave it at zero
+connections, and a control run with ``--allow-remote`` shows the listener does count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from loadstack import safety
+from tests.helpers import LOCUSTFILES, ROOT, write_profile
+
+ELSEWHERE = "198.18.200.2"
+PORT = 7000
+AWAY = f"{ELSEWHERE}:{PORT}"
+
+REFUSED = {
+    "http host": f"http://{AWAY}/",
+    "decimal host": "http://3323068418/",
+    "userinfo trick": f"http://127.0.0.1@{AWAY}/",
+    "pg uri": f"postgresql://u@{AWAY}/db",
+    "pg uri ?host=": "postgresql://u@127.0.0.1/db?host=" + ELSEWHERE,
+    "pg uri ?hostaddr=": "postgresql:///db?hostaddr=" + ELSEWHERE,
+    "pg multi-host uri": f"postgresql://u@127.0.0.1:5432,{AWAY}/db",
+    "pg keyword hostaddr": f"host=localhost hostaddr={ELSEWHERE} dbname=x",
+    "pg keyword multi-host": f"host=127.0.0.1,{ELSEWHERE} dbname=x",
+    "pg keyword @ in user": f"user=a@127.0.0.1 host={ELSEWHERE} dbname=x",
+    "pg service": "service=prod dbname=x",
+    "amqp alternate": f"amqp://guest:guest@127.0.0.1:5672//;amqp://guest:guest@{AWAY}//",
+    "redis ?host=": f"redis:///0?host={ELSEWHERE}&port={PORT}",
+    "redis host": f"redis://{AWAY}/0",
+}
+ALLOWED = [
+    "http://127.0.0.1:8000/",
+    "http://localhost/",
+    "http://[::1]:8000/",
+    "http://target:8000/",
+    "postgresql://postgres@127.0.0.1:5432/test",
+    "host=127.0.0.1 dbname=test",
+    "host=/var/run/postgresql dbname=test",
+    "dbname=test",
+    "amqp://guest:guest@127.0.0.1:5672//;amqp://guest:guest@rabbitmq:5672//",
+    "redis://127.0.0.1:6379/0",
+    "redis://redis:6379/0?socket_timeout=3",
+]
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_guard_refuses_what_the_client_would_send_elsewhere(name: str) -> None:
+    with pytest.raises(safety.RemoteTargetError) as refused:
+        safety.check_target(REFUSED[name], allow_remote=False, environ={})
+    assert "Pg-" not in str(refused.value)
+    if name != "pg service":
+        safety.check_target(REFUSED[name], allow_remote=True, environ={})  # the opt-in works
+
+
+@pytest.mark.parametrize("url", ALLOWED)
+def test_guard_allows_local_targets(url: str) -> None:
+    safety.check_target(url, allow_remote=False, environ={})
+
+
+@pytest.mark.parametrize("variable", ["PGHOST", "PGHOSTADDR"])
+def test_guard_reads_the_libpq_environment(variable: str) -> None:
+    with pytest.raises(safety.RemoteTargetError):
+        safety.check_target("dbname=test", allow_remote=False, environ={variable: ELSEWHERE})
+    safety.check_target("host=127.0.0.1 dbname=test", allow_remote=False, environ={"PGHOST": ELSEWHERE})
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1:8000", "http://localhost"])
+@pytest.mark.parametrize("path", [f"@{AWAY}/x", f".{ELSEWHERE}/x", f"http://{AWAY}/x", f"//{AWAY}/x"])
+def test_a_request_path_cannot_change_the_host(base: str, path: str) -> None:
+    if path.startswith("//"):
+        # `//host` appended to a host stays on the target (it is a path there).
+        assert safety.check_request(base, path, allow_remote=False).startswith(f"{base}//")
+        return
+    with pytest.raises(safety.RemoteTargetError):
+        safety.check_request(base, path, allow_remote=False)
+
+
+def test_a_refused_dsn_is_echoed_masked() -> None:
+    with pytest.raises(safety.RemoteTargetError) as refused:
+        safety.check_target(
+            f"host={ELSEWHERE} user=app password='Pg-Canary 42' dbname=x", allow_remote=False, environ={}
+        )
+    assert "Pg-Canary" not in str(refused.value) and "password=***" in str(refused.value)
+
+
+# -- real processes: a namespace with a listener that stands in for "elsewhere" -------------------------
+LISTENER = textwrap.dedent(
+    """
+    import socket, sys, time
+    host, port, out, seconds = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    server = socket.create_server((host, port))
+    server.settimeout(0.2)
+    count, deadline = 0, time.monotonic() + seconds
+    open(out, "w").write("0")
+    while time.monotonic() < deadline:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            continue
+        count += 1
+        open(out, "w").write(str(count))
+        conn.settimeout(0.5)
+        try:
+            conn.recv(1024)
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+        except OSError:
+            pass
+        conn.close()
+    """
+)
+
+
+@dataclass
+class Elsewhere:
+    ns: str
+    counter: Path
+    tmp: Path
+
+    def connections(self) -> int:
+        return int(self.counter.read_text() or 0)
+
+    def loadstack(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180):
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns, sys.executable, "-m", "loadstack", *args],
+            capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+            env={**os.environ, "LOADSTACK_RESULTS_DIR": str(self.tmp / "results"), **(env or {})},
+        )  # fmt: skip
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15)
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Iterator[Elsewhere]:
+    ns = f"lsguard{uuid.uuid4().hex[:6]}"
+    made = _ip("netns", "add", ns)
+    if made.returncode != 0:
+        pytest.skip(f"the kernel refuses network namespaces here: {made.stderr.strip()}")
+    listener = None
+    try:
+        for args in (
+            ("-n", ns, "link", "set", "lo", "up"),
+            # Both ends of a veth pair inside the namespace: an address that is local to it, not loopback.
+            ("-n", ns, "link", "add", "ext0", "type", "veth", "peer", "name", "ext1"),
+            ("-n", ns, "addr", "add", f"{ELSEWHERE}/24", "dev", "ext0"),
+            ("-n", ns, "link", "set", "ext0", "up"),
+            ("-n", ns, "link", "set", "ext1", "up"),
+        ):
+            done = _ip(*args)
+            if done.returncode != 0:
+                pytest.skip(f"the kernel refuses `ip {' '.join(args)}`: {done.stderr.strip()}")
+        counter = tmp_path / "connections"
+        listener = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-c",
+                LISTENER,
+                ELSEWHERE,
+                str(PORT),
+                str(counter),
+                "600",
+            ]
+        )
+        deadline = time.monotonic() + 10
+        while not counter.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield Elsewhere(ns, counter, tmp_path)
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait(10)
+        _ip("netns", "del", ns)
+
+
+def _bad(elsewhere: Elsewhere, result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert needle in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert elsewhere.connections() == 0
+
+
+@pytest.mark.slow
+def test_every_configured_target_is_refused_before_anything_is_sent(elsewhere: Elsewhere) -> None:
+    refusal = "refusing to send load"
+    cases: list[tuple[list[str], dict[str, str]]] = [
+        (["run", "--profile", "smoke", "--host", f"http://{AWAY}"], {}),
+        (["run", "--profile", "backends"], {"LOADSTACK_POSTGRES_DSN": REFUSED["pg uri ?host="]}),
+        (["run", "--profile", "backends"], {"LOADSTACK_POSTGRES_DSN": REFUSED["pg uri ?hostaddr="]}),
+        (["run", "--profile", "backends"], {"LOADSTACK_POSTGRES_DSN": REFUSED["pg multi-host uri"]}),
+        (["run", "--profile", "backends"], {"LOADSTACK_POSTGRES_DSN": REFUSED["pg keyword @ in user"]}),
+        (["run", "--profile", "backends"], {"LOADSTACK_POSTGRES_DSN": "dbname=test", "PGHOST": ELSEWHERE}),
+        (
+            ["run", "--profile", "backends"],
+            {"LOADSTACK_POSTGRES_DSN": "dbname=test", "PGHOSTADDR": ELSEWHERE},
+        ),
+        (["run", "--profile", "backends"], {"LOADSTACK_AMQP_URL": REFUSED["amqp alternate"]}),
+        (["run", "--profile", "backends"], {"LOADSTACK_REDIS_URL": REFUSED["redis ?host="]}),
+        (["run", "--profile", "smoke"], {"LOADSTACK_RABBITMQ_MANAGEMENT_URL": f"http://{AWAY}"}),
+        (
+            ["run", "--profile", "smoke", "--auth-mode", "oauth2"],
+            {
+                "LOADSTACK_OAUTH_TOKEN_URL": f"http://{AWAY}/token",
+                "LOADSTACK_OAUTH_CLIENT_ID": "c",
+                "LOADSTACK_OAUTH_CLIENT_SECRET": "s3cret-value",
+            },
+        ),
+        (["inspect", "rabbitmq", "q"], {"LOADSTACK_RABBITMQ_MANAGEMENT_URL": f"http://{AWAY}"}),
+        (["inspect", "redis", "--url", REFUSED["redis ?host="]], {}),
+        (["import", "openapi", f"http://{AWAY}/openapi.json"], {}),
+        (
+            ["auth", "check", "--auth-mode", "local", "--host", f"http://{AWAY}"],
+            {"LOADSTACK_JWT_SECRET": "x" * 32},
+        ),
+    ]
+    for args, env in cases:
+        _bad(elsewhere, elsewhere.loadstack(*args, env=env), refusal)
+
+
+CHAIN = """
+name: escape
+vars:
+  absolute: "http://{away}/absolute"
+  userinfo: "@{away}/userinfo"
+steps:
+  - name: absolute
+    http: {{path: "{{{{ vars.absolute }}}}"}}
+    on_failure: continue
+  - name: userinfo
+    http: {{path: "{{{{ vars.userinfo }}}}"}}
+    on_failure: continue
+  - name: echo
+    http: {{method: POST, path: /api/v1/forms/echo, form: {{next: "http://{away}/captured"}}}}
+    save: {{next: $.fields.next}}
+  - name: captured
+    http: {{path: "{{{{ vars.next }}}}"}}
+    on_failure: continue
+  - name: redirected
+    http: {{path: "/api/v1/redirect?to=http://{away}/redirected"}}
+    on_failure: continue
+"""
+
+
+@pytest.mark.slow
+def test_paths_captures_and_redirects_cannot_send_load_elsewhere(elsewhere: Elsewhere) -> None:
+    chain = elsewhere.tmp / "escape.yml"
+    chain.write_text(CHAIN.format(away=AWAY))
+    profile = write_profile(
+        elsewhere.tmp / "escape-profile.yml",
+        locustfile=str(LOCUSTFILES / "chain_users.py"),
+        user_classes={"ConfiguredChainUser": 1},
+        chains=[{"path": str(chain)}],
+        users=1,
+        run_time="6s",
+        wait_time={"min": 0.2, "max": 0.4},
+    )
+    guarded = elsewhere.loadstack("run", "--profile", str(profile), "--run-id", "escape", "--workers", "1")
+    assert guarded.returncode == 1, guarded.stdout[-3000:] + guarded.stderr[-2000:]
+    assert elsewhere.connections() == 0, "a request left the target"
+    doc = json.loads((elsewhere.tmp / "results" / "escape" / "summary.json").read_text())
+    refused = {e["name"] for e in doc["errors"] if "refusing to send load" in e["error"]}
+    assert {"escape/absolute", "escape/userinfo", "escape/captured", "escape/redirected"} <= refused, doc[
+        "errors"
+    ]
+
+    # The control: with the opt-in the same chain does reach the listener, so the zero above means something.
+    allowed = elsewhere.loadstack(
+        "run", "--profile", str(profile), "--run-id", "escape-allowed", "--workers", "1", "--allow-remote"
+    )
+    assert allowed.returncode in (0, 1), allowed.stdout[-3000:] + allowed.stderr[-2000:]
+    assert elsewhere.connections() > 0
