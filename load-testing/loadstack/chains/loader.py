@@ -155,6 +155,10 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
         allowed -= {"seed"}
     # `vars:` templates are rendered before the first step: no vars or last response yet.
     for name, value in (spec.vars or {}).items():
+        bad = _bad_template(value, ("vars", name))
+        if bad:
+            problems.append(bad)
+            continue
         try:
             refs = references(compile_value(value))
         except TemplateError as exc:

@@ -32,11 +32,13 @@ from pydantic import Strict as StrictType
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from loadstack.durations import PositiveSeconds, Seconds
-from loadstack.limits import MAX_WEIGHT
+from loadstack.limits import Weight
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
 HttpStatus = Annotated[int, StrictType(), Field(ge=1, le=999)]
+Repeats = Annotated[int, StrictType(), Field(ge=1, le=10_000)]
+Rows = Annotated[int, StrictType(), Field(ge=0, le=1_000_000)]
 MAX_STEPS = 1000  # steps in one sequence
 # Redis commands a chain may send: the usual read and write data commands, nothing administrative.
 REDIS_COMMANDS = frozenset(
@@ -248,7 +250,7 @@ class AwaitSpec(Strict):
     timeout: PositiveSeconds = 10
     interval: PositiveSeconds = 0.01
     max_interval: PositiveSeconds = 0.5
-    backoff: float = Field(default=1.5, ge=1, le=100)
+    backoff: Annotated[float, StrictType()] = Field(default=1.5, ge=1, le=100)
     since: str | None = Field(default=None, description="measure from the end of this earlier step")
 
     @model_validator(mode="after")
@@ -270,10 +272,10 @@ class ThinkSpec(Strict):
 
 
 class RepeatSpec(Strict):
-    times: int | None = Field(default=None, ge=1, le=10_000)
+    times: Repeats | None = None
     until: str | None = None
     while_: str | None = Field(default=None, alias="while")
-    max: int | None = Field(default=None, ge=1, le=10_000)
+    max: Repeats | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> RepeatSpec:
@@ -295,7 +297,7 @@ class SaveSpec(Strict):
     json_path: str | None = Field(default=None, alias="json")
     header: str | None = None
     column: str | None = None
-    row: int = Field(default=0, ge=0, le=1_000_000)
+    row: Annotated[int, StrictType(), Field(ge=0, le=1_000_000)] = 0
     field: str | None = None
     expr: str | None = None
 
@@ -310,19 +312,19 @@ class ExpectSpec(Strict):
     status: HttpStatus | list[HttpStatus] | None = None
     json_values: dict[str, Any] | None = Field(default=None, alias="json")
     contains: str | None = None
-    rows: int | None = Field(default=None, ge=0)
-    min_rows: int | None = Field(default=None, ge=0)
+    rows: Rows | None = None
+    min_rows: Rows | None = None
 
 
 class GotoSpec(Strict):
     goto: StepName
-    max: int | None = Field(default=None, ge=1, le=10_000)
+    max: Repeats | None = None
 
 
 class BranchPath(Strict):
     name: StepName
     when: str | None = None
-    weight: float | None = Field(default=None, gt=0, le=MAX_WEIGHT)
+    weight: Weight | None = None
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
@@ -513,7 +515,7 @@ class ChainSpec(Strict):
     seed: Literal["customers"] | None = Field(
         default=None, description="draw a seeded customer per iteration"
     )
-    weight: float = Field(default=1, gt=0, le=MAX_WEIGHT)
+    weight: Weight = 1
     steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
