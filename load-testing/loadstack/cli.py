@@ -17,22 +17,40 @@ from pathlib import Path
 
 import yaml
 
-from loadstack import __version__, exitcodes, k8s, lifecycle, masking, profiles, settings
+from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, masking, profiles, settings
 from loadstack.configfile import ConfigError
+from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, float_in, int_in
 from loadstack.importers import commands as import_commands
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+def _input_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-input-mb",
+        type=MEGABYTES,
+        metavar="MB",
+        help="size cap of profile, chain and SLO files (default $LOADSTACK_MAX_INPUT_MB or 5)",
+    )
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile", default="smoke", help="profile name (profiles/NAME.yml) or path (default: smoke)"
     )
-    p.add_argument("--workers", type=int, help="Locust worker processes (default: profile, else CPU count)")
+    p.add_argument(
+        "--workers", type=WORKERS, help="Locust worker processes (default: profile, else CPU count)"
+    )
+    p.add_argument(
+        "--allow-many-workers",
+        action="store_true",
+        help=f"start more than {limits.WORKERS_PER_CPU} workers per CPU (default $LOADSTACK_ALLOW_MANY_WORKERS)",
+    )
     p.add_argument("--host", help="system under test; default: start the built-in demo platform")
-    p.add_argument("--users", "-u", type=int, help="peak concurrent users (overrides the profile)")
-    p.add_argument("--spawn-rate", "-r", type=float, help="users started per second")
-    p.add_argument("--run-time", "-t", help="e.g. 30s, 5m, 1h30m")
+    p.add_argument("--users", "-u", type=USERS, help="peak concurrent users (overrides the profile)")
+    p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE, help="users started per second")
+    p.add_argument("--run-time", "-t", type=duration_flag, help="e.g. 30s, 5m, 1h30m")
+    _input_flags(p)
     p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
     p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
@@ -77,6 +95,7 @@ def _request(args: argparse.Namespace) -> lifecycle.RunRequest:
         run_time=args.run_time,
         host=args.host,
         workers=args.workers,
+        allow_many_workers=args.allow_many_workers,
         run_id=args.run_id,
         results_dir=args.results_dir,
         allow_remote=args.allow_remote,
@@ -217,6 +236,10 @@ def cmd_status(_: argparse.Namespace) -> int:
 def cmd_stack(args: argparse.Namespace) -> int:
     from loadstack.launchers import compose
 
+    allowed = args.allow_many_workers or settings.current().allow_many_workers
+    if args.workers and not allowed and args.workers > limits.worker_limit():
+        print(f"loadstack stack: --workers: {lifecycle.too_many_workers(args.workers)}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     return compose.stack(args.action, offline=args.offline, workers=args.workers, follow=args.follow)
 
 
@@ -268,68 +291,55 @@ def _summaries_dir(args: argparse.Namespace) -> Path:
     return Path(args.results_dir) if args.results_dir else paths.results_root()
 
 
-def _load_summary(root: Path, run_id: str) -> dict | None:
-    from loadstack import results
-
-    path = results.run_dir(root, run_id) / "summary.json"
-    return results.read_json(path) if path.exists() else None
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    from loadstack import results
-    from loadstack.report import history
+    from loadstack.report import history, summaries
     from loadstack.report.html import runs_report
     from loadstack.report.locate import describe_run, grafana_url
 
     root = _summaries_dir(args)
     entries = history.load(root)
     if args.run_ids:
-        run_ids = args.run_ids
+        run_ids = [summaries.resolve_run(root, r) for r in args.run_ids]
     else:
         run_ids = [e["run_id"] for e in entries if (root / e["run_id"] / "summary.json").exists()][
             -args.last :
         ]
-        run_ids = list(dict.fromkeys(run_ids)) or ["latest"]
-    summaries = [(r, _load_summary(root, r)) for r in run_ids]
-    missing = [r for r, s in summaries if s is None]
+        run_ids = list(dict.fromkeys(run_ids)) or [summaries.resolve_run(root, "latest")]
+    loaded = [(r, summaries.load(root, r)) for r in run_ids]
+    missing = [r for r, s in loaded if s is None]
     if missing:
         print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    incomplete = [r for r, s in summaries if s is not None and not {"run_id", "totals"} <= s.keys()]
-    if incomplete:
-        print(
-            f"loadstack report: {', '.join(incomplete)}: summary.json has no run_id/totals "
-            "(not written by a finished loadstack run); leave it out or rerun",
-            file=sys.stderr,
-        )
-        return exitcodes.BAD_INPUT
-    docs = [s for _, s in summaries if s is not None]
+    docs = [summaries.as_dict(s) for _, s in loaded if s is not None]
     out = Path(args.output) if args.output else root / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(runs_report(docs, {e["run_id"]: e for e in entries}), encoding="utf-8")
     print(f"combined report ({len(docs)} runs): {out}")
-    print("\n".join(describe_run(results.run_dir(root, docs[-1]["run_id"]))))
-    print(f"Grafana dashboard (compose stack): {grafana_url(docs[-1]['run_id'])}")
+    print("\n".join(describe_run(root / run_ids[-1])))
+    print(f"Grafana dashboard (compose stack): {grafana_url(run_ids[-1])}")
     return exitcodes.OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from loadstack import results
-    from loadstack.report import history
+    from loadstack.report import history, summaries
     from loadstack.report.compare import Settings, compare, format_table
     from loadstack.report.html import comparison_page
 
     root = _summaries_dir(args)
-    current = _load_summary(root, args.run_id)
+    if args.baseline != "latest-passing":
+        summaries.check_run_id(args.baseline, "--baseline")
+    # Output paths are built from two run ids only: the command line's or a history line's (both
+    # checked to be names), never from what a summary.json says.
+    current_id = summaries.resolve_run(root, args.run_id)
+    current = summaries.load(root, current_id)
     if current is None:
         print(f"loadstack compare: no results for {args.run_id} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     baseline_id = args.baseline
     if baseline_id == "latest-passing":
-        passing = [
-            e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current["run_id"]
-        ]
-        same = [e for e in passing if e["profile"] == current["profile"]]
+        passing = [e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current_id]
+        same = [e for e in passing if e["profile"] == current.profile]
         chosen = (same or passing)[-1:]
         if not chosen:
             print(
@@ -338,7 +348,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
             return exitcodes.BAD_INPUT
         baseline_id = chosen[0]["run_id"]
-    baseline = _load_summary(root, baseline_id)
+    baseline_id = summaries.resolve_run(root, summaries.check_run_id(baseline_id, "--baseline"))
+    baseline = summaries.load(root, baseline_id)
     if baseline is None:
         print(f"loadstack compare: no results for baseline {baseline_id} under {root}", file=sys.stderr)
         return exitcodes.BAD_INPUT
@@ -348,13 +359,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         error_tolerance_pp=args.error_tolerance_pp,
         alpha=args.alpha,
     )
-    comparison = compare(baseline, current, settings)
+    base_doc, current_doc = summaries.as_dict(baseline), summaries.as_dict(current)
+    comparison = compare(base_doc, current_doc, settings)
     print(format_table(comparison))
-    run_dir = results.run_dir(root, current["run_id"])
-    stem = run_dir / f"compare-{baseline['run_id']}"
-    results.write_json(stem.with_suffix(".json"), comparison.as_dict())
-    stem.with_suffix(".html").write_text(comparison_page(comparison, baseline, current), encoding="utf-8")
-    print(f"\ncomparison: {stem.with_suffix('.html')} (and .json)")
+    run_dir = root / current_id
+    json_path, html_path = run_dir / f"compare-{baseline_id}.json", run_dir / f"compare-{baseline_id}.html"
+    results.write_json(json_path, comparison.as_dict())
+    html_path.write_text(comparison_page(comparison, base_doc, current_doc), encoding="utf-8")
+    print(f"\ncomparison: {html_path} (and .json)")
     return exitcodes.REGRESSION if comparison.regressions else exitcodes.OK
 
 
@@ -387,9 +399,28 @@ def cmd_demo_consumer(_: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+# AMQP's queue names are short strings: at most 255 bytes.
+AMQP_NAME_BYTES = 255
+STREAM_OFFSETS = ("first", "last", "next")
+
+
+def _inspect_rabbitmq_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, before anything connects."""
+    size = len(args.queue.encode("utf-8", "surrogateescape"))
+    if size > AMQP_NAME_BYTES:
+        return f"queue: {size} bytes; AMQP queue names are at most {AMQP_NAME_BYTES} bytes"
+    if args.offset not in STREAM_OFFSETS and not (args.offset.isdigit() and int(args.offset) < 2**63):
+        return f"--offset: {args.offset[:40]!r} is not first, last, next or a stream offset (0 to 2**63-1)"
+    return None
+
+
 def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
     from loadstack.inspect.rabbitmq import InspectError, QueueInspector, format_messages
 
+    problem = _inspect_rabbitmq_problem(args)
+    if problem:
+        print(f"loadstack inspect rabbitmq: {problem}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     try:
         with QueueInspector(
             args.url,
@@ -451,13 +482,6 @@ def cmd_auth_check(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loadstack", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loadstack {__version__}")
@@ -474,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="start master + workers (+ demo platform) with Locust's web UI in the background"
     )
     _run_flags(p)
-    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--web-port", type=PORT, default=8089)
     p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
 
@@ -483,22 +507,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
     p.add_argument("--headless", action="store_true", help="a headless run (default: $LOADSTACK_MODE)")
-    p.add_argument("--expect-workers", type=_positive_int, help="default: the profile's workers")
+    p.add_argument("--expect-workers", type=WORKERS, help="default: the profile's workers")
     p.add_argument("--bind", default="0.0.0.0", help="address for workers and the web UI (default 0.0.0.0)")
-    p.add_argument("--master-port", type=int, default=5557)
-    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--master-port", type=PORT, default=5557)
+    p.add_argument("--web-port", type=PORT, default=8089)
     p.add_argument("--run-id", help="default $LOADSTACK_RUN_ID, else a new one (workers take the master's)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default ./results)")
     p.add_argument("--host", help="system under test (default: the profile's host / LOCUST_HOST)")
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not local")
-    p.add_argument("--users", "-u", type=int)
-    p.add_argument("--spawn-rate", "-r", type=float)
-    p.add_argument("--run-time", "-t")
+    p.add_argument("--users", "-u", type=USERS)
+    p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE)
+    p.add_argument("--run-time", "-t", type=duration_flag)
+    _input_flags(p)
     p.set_defaults(handler=cmd_master)
     p = sub.add_parser("worker", help="container/pod role: a Locust worker; it joins the master's run")
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform (for the locustfile)")
     p.add_argument("--master-host", default="master", help="default: master (the compose service)")
-    p.add_argument("--master-port", type=int, default=5557)
+    p.add_argument("--master-port", type=PORT, default=5557)
+    _input_flags(p)
     p.set_defaults(handler=cmd_worker)
     p = sub.add_parser("check", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_check)
@@ -507,7 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="the compose stack: up | down | logs | ps")
     p.add_argument("action", choices=["up", "down", "logs", "ps"])
     p.add_argument("--offline", action="store_true", help="locally built images (docker-compose.offline.yml)")
-    p.add_argument("--workers", type=_positive_int, help="up: number of worker containers")
+    p.add_argument("--workers", type=WORKERS, help="up: number of worker containers")
+    p.add_argument(
+        "--allow-many-workers",
+        action="store_true",
+        help=f"up: more than {limits.WORKERS_PER_CPU} worker containers per CPU",
+    )
     p.add_argument("--follow", "-f", action="store_true", help="logs: follow")
     p.set_defaults(handler=cmd_stack)
     sub.add_parser("status", help="what is running, with pids and ports").set_defaults(handler=cmd_status)
@@ -517,10 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = prof.add_parser("validate", help="check profile files; exit 2 on the first bad one")
     p.add_argument("files", nargs="+")
+    _input_flags(p)
     p.set_defaults(handler=cmd_profile_validate)
     p = prof.add_parser("show", help="the resolved settings of a profile, environment overrides applied")
     p.add_argument("name")
     p.add_argument("--json", action="store_true")
+    _input_flags(p)
     p.set_defaults(handler=cmd_profile_show)
 
     insp = sub.add_parser("inspect", help="look at queues and caches without changing them").add_subparsers(
@@ -528,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = insp.add_parser("rabbitmq", help="peek at messages of a queue; they stay in the queue, in order")
     p.add_argument("queue")
-    p.add_argument("--count", "-n", type=_positive_int, default=10, help="messages to show (default 10)")
+    p.add_argument("--count", "-n", type=int_in(1, 10_000), default=10, help="messages to show (default 10)")
     p.add_argument(
         "--url", help="AMQP URL (default $LOADSTACK_AMQP_URL or amqp://guest:guest@127.0.0.1:5672//)"
     )
@@ -546,7 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_inspect_rabbitmq)
     p = insp.add_parser("redis", help="walk keys with SCAN: type, TTL, size, bounded preview (read-only)")
     p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--limit", type=_positive_int, default=100, help="at most this many keys (default 100)")
+    p.add_argument(
+        "--limit", type=int_in(1, 1_000_000), default=100, help="at most this many keys (default 100)"
+    )
     p.add_argument("--url", help="Redis URL (default $LOADSTACK_REDIS_URL or redis://127.0.0.1:6379/0)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--allow-remote", action="store_true")
@@ -564,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check chain files (schema, templates, variables, gotos) without running them"
     )
     p.add_argument("files", nargs="+")
+    _input_flags(p)
     p.set_defaults(handler=cmd_chain_validate)
 
     import_commands.add_parsers(sub)
@@ -576,13 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="smoke", help="profile whose auth: block applies (default smoke)")
     p.add_argument("--auth-mode", choices=["none", "oauth2", "local"])
     p.add_argument("--allow-remote", action="store_true")
+    _input_flags(p)
     p.set_defaults(handler=cmd_auth_check)
 
     p = sub.add_parser("report", help="combined HTML report over runs; prints where everything is")
     p.add_argument(
         "run_ids", nargs="*", metavar="RUN_ID", help="default: the last --last runs of results/history.jsonl"
     )
-    p.add_argument("--last", type=_positive_int, default=10)
+    p.add_argument("--last", type=int_in(1, 10_000), default=10)
     p.add_argument("--output", help="default: results/report.html")
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_report)
@@ -591,15 +628,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID", help="default: latest")
     p.add_argument("--baseline", default="latest-passing", help="RUN_ID or latest-passing (default)")
     p.add_argument(
-        "--p95-tolerance", type=float, default=0.10, help="relative p95 increase tolerated (default 0.10)"
+        "--p95-tolerance",
+        type=float_in(0, 1000),
+        default=0.10,
+        help="relative p95 increase tolerated (default 0.10)",
     )
     p.add_argument(
-        "--p95-min-ms", type=float, default=5.0, help="absolute p95 increase tolerated in ms (default 5)"
+        "--p95-min-ms",
+        type=float_in(0, limits.MAX_MS),
+        default=5.0,
+        help="absolute p95 increase tolerated in ms (default 5)",
     )
     p.add_argument(
-        "--error-tolerance-pp", type=float, default=1.0, help="error-rate increase tolerated, in points"
+        "--error-tolerance-pp",
+        type=float_in(0, 100),
+        default=1.0,
+        help="error-rate increase tolerated, in points",
     )
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--alpha", type=float_in(0, 1, lo_open=True), default=0.05, help="significance level (default 0.05)"
+    )
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_compare)
 
@@ -613,14 +661,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = demo.add_parser("serve", help="serve the demo platform's HTTP/WebSocket API")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=PORT, default=8000)
     p.add_argument(
         "--store",
         choices=["auto", "memory", "backend"],
         help="auto (default, $LOADSTACK_DEMO_STORE): PostgreSQL+RabbitMQ+Redis when reachable, else memory",
     )
     p.add_argument(
-        "--latency-ms", type=float, help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)"
+        "--latency-ms",
+        type=float_in(0, 600_000),
+        help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)",
     )
     p.add_argument(
         "--slow",
@@ -640,10 +690,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if getattr(args, "max_input_mb", None) is not None and args.command != "import":
+        configfile.set_max_input_mb(args.max_input_mb)
     try:
         return handler(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    except OSError as exc:  # a file or folder named on the command line that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"loadstack {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     except lifecycle.RunError as exc:
         print(f"loadstack: {exc}", file=sys.stderr)

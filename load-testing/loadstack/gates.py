@@ -19,9 +19,9 @@ import fnmatch
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, model_validator
 
-from loadstack import configfile
+from loadstack import configfile, limits
 from loadstack.durations import PositiveSeconds, Seconds
 
 # threshold field -> (figure, comparison)
@@ -37,20 +37,24 @@ METRICS: dict[str, tuple[str, str]] = {
     "dropped_iterations_max": ("dropped_iterations", "<="),
 }
 PERCENTILE_KEY = r"^p(100|\d{1,2}(\.\d+)?)$"
-Rate = Field(default=None, ge=0, le=1)
-Millis = Field(default=None, gt=0)
+Rate = limits.Rate | None
+Millis = limits.Millis | None
+Throughput = Annotated[float, Strict(), Field(ge=0, le=1e9, allow_inf_nan=False)]
 
 
 class GateTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = Field(
-        default=None, min_length=1, description="glob over request names, e.g. /api/v1/auth/*"
+        default=None,
+        min_length=1,
+        max_length=limits.MAX_NAME,
+        description="glob over request names, e.g. /api/v1/auth/*",
     )
-    request_type: str | None = Field(default=None, min_length=1)
-    user_class: str | None = Field(default=None, min_length=1)
-    chain: str | None = Field(default=None, min_length=1)
-    total: bool = False
+    request_type: limits.Name | None = None
+    user_class: limits.Name | None = None
+    chain: limits.Name | None = None
+    total: Annotated[bool, Strict()] = False
 
     @model_validator(mode="after")
     def _one_kind(self) -> GateTarget:
@@ -86,25 +90,26 @@ class GateSource(BaseModel):
 
 
 class Gate(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     target: GateTarget
-    success_rate_min: float | None = Rate
-    error_rate_max: float | None = Rate
-    p50_ms_max: float | None = Millis
-    p95_ms_max: float | None = Millis
-    p99_ms_max: float | None = Millis
-    avg_ms_max: float | None = Millis
-    rps_min: float | None = Field(default=None, ge=0)
-    chain_success_rate_min: float | None = Rate
-    dropped_iterations_max: int | None = Field(default=None, ge=0)
+    success_rate_min: Rate = None
+    error_rate_max: Rate = None
+    p50_ms_max: Millis = None
+    p95_ms_max: Millis = None
+    p99_ms_max: Millis = None
+    avg_ms_max: Millis = None
+    rps_min: Throughput | None = None
+    chain_success_rate_min: Rate = None
+    dropped_iterations_max: Annotated[int, Strict(), Field(ge=0, le=limits.MAX_ITERATIONS)] | None = None
     percentiles_ms_max: (
-        dict[Annotated[str, Field(pattern=PERCENTILE_KEY)], Annotated[float, Field(gt=0)]] | None
+        Annotated[dict[Annotated[str, Field(pattern=PERCENTILE_KEY)], limits.Millis], Field(max_length=100)]
+        | None
     ) = Field(default=None, description="any percentile: {p75: 120, p99.9: 800}")
     sustained: PositiveSeconds | None = Field(
         default=None, alias="for", description="fail only when the breach holds this long, second by second"
     )
-    abort_on_breach: bool = False
+    abort_on_breach: Annotated[bool, Strict()] = False
     grace: Seconds = 0
     source: GateSource | None = Field(default=None, description="set by loadstack, not in files")
 
@@ -147,7 +152,7 @@ class SloFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str = ""
-    thresholds: list[Gate] = Field(min_length=1)
+    thresholds: list[Gate] = Field(min_length=1, max_length=limits.MAX_ITEMS)
 
 
 def load_slo(path: Path) -> list[Gate]:

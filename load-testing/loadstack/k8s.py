@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from loadstack import exitcodes, paths, results, runcontext, safety
+from loadstack import exitcodes, flags, paths, results, runcontext, safety
 
 RUN_CONFIGMAP = "loadstack-run"
 WORKER_DEPLOYMENT = "loadstack-worker"
@@ -527,13 +527,6 @@ def _handled(handler: Any) -> Any:
     return run
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``loadstack k8s render|fetch`` to the CLI."""
     k8s = subparsers.add_parser("k8s", help="Kubernetes: render manifests, fetch results").add_subparsers(
@@ -545,7 +538,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--overlay", default="default", help="name under infra/k8s/overlays or a folder (default: default)"
     )
-    p.add_argument("--workers", type=_positive_int, help="worker pods; the master waits for them")
+    p.add_argument("--workers", type=flags.WORKERS, help="worker pods; the master waits for them")
     p.add_argument("--profile", help="profile name (default: the overlay's)")
     p.add_argument("--image", help=f"loadstack image (default {DEFAULT_IMAGE})")
     p.add_argument("--host", help="system under test (default: the overlay's)")
@@ -555,9 +548,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--component", action="append", metavar="NAME", help="add a component (worker-hpa, servicemonitor)"
     )
-    p.add_argument("--users", "-u", type=_positive_int, help="peak users (default: the profile's)")
-    p.add_argument("--spawn-rate", "-r", type=float, help="users started per second")
-    p.add_argument("--run-time", "-t", help="e.g. 30s, 5m")
+    p.add_argument("--users", "-u", type=flags.USERS, help="peak users (default: the profile's)")
+    p.add_argument("--spawn-rate", "-r", type=flags.SPAWN_RATE, help="users started per second")
+    p.add_argument("--run-time", "-t", type=flags.duration_flag, help="e.g. 30s, 5m")
     p.set_defaults(handler=_handled(cmd_render))
     p = k8s.add_parser("fetch", help="copy results/<RUN_ID>/ from the cluster's results volume")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, or latest")

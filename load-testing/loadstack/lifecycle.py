@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from loadstack import checks, exitcodes, masking, paths, profiles, runcontext, settings, targets
+from loadstack import checks, exitcodes, limits, masking, paths, profiles, runcontext, settings, targets
 from loadstack.configfile import ConfigError
 from loadstack.data import seed
 from loadstack.profiles import RunSettings
@@ -52,6 +52,7 @@ class RunRequest:
     run_time: str | None = None
     host: str | None = None
     workers: int | None = None
+    allow_many_workers: bool = False
     run_id: str | None = None
     results_dir: str | None = None
     allow_remote: bool = False
@@ -116,6 +117,7 @@ def prepare(request: RunRequest) -> Prepared:
             skip_seed=request.skip_seed,
             skip_teardown=request.skip_teardown,
             sut_version=request.sut_version,
+            max_workers=worker_cap(request),
         )
         run_id = runcontext.check_run_id(request.run_id or runcontext.new_run_id())
     except (ConfigError, ValueError) as exc:
@@ -124,7 +126,24 @@ def prepare(request: RunRequest) -> Prepared:
     if refused:
         raise RunError("\n".join(refused), exitcodes.BAD_INPUT)
     root = Path(request.results_dir) if request.results_dir else paths.results_root()
+    if root.exists() and not root.is_dir():
+        raise RunError(f"--results-dir {root}: not a folder", exitcodes.BAD_INPUT)
     return Prepared(request, run, run_id, root)
+
+
+def worker_cap(request: RunRequest) -> int | None:
+    """Most workers this machine starts for ``request``: 4 per CPU, None with ``--allow-many-workers``."""
+    if request.allow_many_workers or settings.current().allow_many_workers:
+        return None
+    return limits.worker_limit()
+
+
+def too_many_workers(workers: int) -> str:
+    return (
+        f"{workers} workers is more than {limits.WORKERS_PER_CPU} per CPU on this machine "
+        f"({limits.worker_limit()} for {limits.cpu_count()} CPUs); pass --allow-many-workers "
+        "(or LOADSTACK_ALLOW_MANY_WORKERS=1) to start them anyway"
+    )
 
 
 def choose_launcher(prepared: Prepared) -> Launcher:

@@ -14,12 +14,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import Strict as StrictType
 
-from loadstack import configfile, masking, paths
+from loadstack import configfile, limits, masking, paths
 from loadstack.auth.config import AuthConfigError, AuthSpec
 from loadstack.auth.config import resolve as resolve_auth
 from loadstack.durations import PositiveSeconds, Seconds, to_seconds
 from loadstack.gates import Gate, load_slo, with_sources
+from loadstack.limits import (
+    MAX_ITEMS,
+    Iterations,
+    Name,
+    SpawnRate,
+    Users,
+    UsersOrZero,
+    Weight,
+    WeightOrZero,
+    Workers,
+)
 from loadstack.settings import Settings
 from loadstack.workload.rates import PositiveRate, Rate, Schedule
 
@@ -29,7 +41,7 @@ RELATIVE_PATH = r"^/([^/\s][^\s]*)?$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
 
 
 class Section(Strict):
@@ -47,10 +59,10 @@ class Stage(Section):
     """
 
     duration: PositiveSeconds
-    users: int | None = Field(default=None, ge=0)
-    spawn_rate: float | None = Field(default=None, gt=0)
+    users: UsersOrZero | None = None
+    spawn_rate: SpawnRate | None = None
     rate: Rate | None = Field(default=None, description="iterations started per second (open model)")
-    ramp: bool = Field(default=False, description="rate stages: ramp from the previous stage's rate")
+    ramp: Annotated[bool, StrictType()] = Field(default=False, description="rate stages: ramp from the previous stage's rate")
 
     @model_validator(mode="after")
     def _one_model(self) -> Stage:
@@ -71,8 +83,8 @@ class Stage(Section):
 
 
 class StopWhen(Section):
-    error_rate_max: float | None = Field(default=None, ge=0, le=1)
-    p95_ms_max: float | None = Field(default=None, gt=0)
+    error_rate_max: limits.Rate | None = None
+    p95_ms_max: limits.Millis | None = None
 
     @model_validator(mode="after")
     def _one_condition(self) -> StopWhen:
@@ -92,10 +104,10 @@ class Breakpoint(Section):
     start_rate: PositiveRate | None = None
     step_rate: PositiveRate | None = None
     max_rate: PositiveRate | None = None
-    start_users: int | None = Field(default=None, ge=1)
-    step_users: int | None = Field(default=None, ge=1)
-    max_users: int | None = Field(default=None, ge=1)
-    spawn_rate: float | None = Field(default=None, gt=0)
+    start_users: Users | None = None
+    step_users: Users | None = None
+    max_users: Users | None = None
+    spawn_rate: SpawnRate | None = None
     step_duration: PositiveSeconds
     stop_when: StopWhen
 
@@ -132,8 +144,8 @@ class Breakpoint(Section):
 
 
 class WaitTime(Section):
-    min: float = Field(ge=0)
-    max: float = Field(ge=0)
+    min: Seconds
+    max: Seconds
 
     @model_validator(mode="after")
     def _ordered(self) -> WaitTime:
@@ -143,19 +155,19 @@ class WaitTime(Section):
 
 
 class ChainRef(Section):
-    path: str = Field(min_length=1)
-    weight: float = Field(default=1, gt=0)
+    path: Annotated[str, Field(min_length=1, max_length=4096)]
+    weight: Weight = 1
     rate: PositiveRate | None = Field(default=None, description="this chain's own arrival rate")
-    iterations: int | None = Field(default=None, ge=1, description="run this chain exactly N times")
+    iterations: Iterations | None = Field(default=None, description="run this chain exactly N times")
 
 
 class ClassWorkload(Section):
     """A user class in ``user_classes``: a weight, or its own arrival rate, pool and budget."""
 
-    weight: float = Field(default=1, ge=0)
+    weight: WeightOrZero = 1
     rate: PositiveRate | None = Field(default=None, description="iterations started per second")
-    max_users: int | None = Field(default=None, ge=1, description="the pool serving `rate`")
-    iterations: int | None = Field(default=None, ge=1, description="exactly N iterations, then stop")
+    max_users: Users | None = Field(default=None, description="the pool serving `rate`")
+    iterations: Iterations | None = Field(default=None, description="exactly N iterations, then stop")
 
     @model_validator(mode="after")
     def _pool(self) -> ClassWorkload:
@@ -176,9 +188,9 @@ def _class_entry(value: Any) -> Any:
 class DataSource(Section):
     """A data feeder: rows of a CSV file or a SQL query, each held by one user at a time."""
 
-    csv: str | None = Field(default=None, min_length=1, description="a CSV file with a header row")
+    csv: str | None = Field(default=None, min_length=1, max_length=4096, description="a CSV file with a header row")
     sql: str | None = Field(
-        default=None, min_length=1, description="a query on LOADSTACK_POSTGRES_DSN, run once by the master"
+        default=None, min_length=1, max_length=65_536, description="a query on LOADSTACK_POSTGRES_DSN, run once by the master"
     )
     mode: Literal["unique", "cycle", "random"] = "cycle"
     on_exhausted: Literal["stop", "recycle"] = Field(
@@ -195,10 +207,10 @@ class DataSource(Section):
 class SeedSpec(Section):
     """Synthetic customers created on the target before the run (see loadstack.data)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
-    customers: int = Field(ge=1, le=100_000)
-    seed: int = 1234
+    customers: Annotated[int, StrictType(), Field(ge=1, le=100_000)]
+    seed: Annotated[int, StrictType(), Field(ge=0, le=2**63 - 1)] = 1234
     register_path: str | None = Field(
         default="/api/v1/auth/register",
         alias="register",
@@ -210,31 +222,42 @@ class SeedSpec(Section):
 class Profile(Strict):
     """A ``profiles/*.yml`` file."""
 
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str
-    locustfile: str = Field(min_length=1)
-    users: int | None = Field(default=None, ge=1, description="concurrent users (closed model)")
-    spawn_rate: float = Field(gt=0)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: Annotated[str, Field(max_length=10_000)]
+    locustfile: Annotated[str, Field(min_length=1, max_length=4096)]
+    users: Users | None = Field(default=None, description="concurrent users (closed model)")
+    spawn_rate: SpawnRate
     run_time: PositiveSeconds
     warmup: Seconds = 0
     rate: PositiveRate | None = Field(default=None, description="iterations started per second (open model)")
-    max_users: int | None = Field(default=None, ge=1, description="the pool of users serving `rate`")
-    iterations: int | None = Field(default=None, ge=1, description="exactly N iterations in total, then stop")
-    stages: list[Stage] | None = Field(default=None, min_length=1)
+    max_users: Users | None = Field(default=None, description="the pool of users serving `rate`")
+    iterations: Iterations | None = Field(default=None, description="exactly N iterations in total, then stop")
+    stages: list[Stage] | None = Field(default=None, min_length=1, max_length=MAX_ITEMS)
     breakpoint: Breakpoint | None = None
-    user_classes: dict[str, Annotated[ClassWorkload, BeforeValidator(_class_entry)]] | None = None
-    data: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DataSource] | None = None
+    user_classes: (
+        Annotated[dict[Name, Annotated[ClassWorkload, BeforeValidator(_class_entry)]], Field(max_length=MAX_ITEMS)]
+        | None
+    ) = None
+    data: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=limits.MAX_NAME, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DataSource],
+            Field(max_length=MAX_ITEMS),
+        ]
+        | None
+    ) = None
     wait_time: WaitTime | None = None
-    workers: int | None = Field(default=None, ge=1)
-    host: str | None = None
-    tags: list[str] | None = None
-    exclude_tags: list[str] | None = None
-    env: dict[str, str] | None = None
-    sample_queues: list[Annotated[str, Field(min_length=1)]] | None = None
+    workers: Workers | None = None
+    host: Annotated[str, Field(max_length=2048)] | None = None
+    tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    exclude_tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    env: (
+        Annotated[dict[Name, Annotated[str, Field(max_length=65_536)]], Field(max_length=MAX_ITEMS)] | None
+    ) = None
+    sample_queues: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
     sample_interval: PositiveSeconds = 5
-    chains: list[ChainRef] | None = None
+    chains: list[ChainRef] | None = Field(default=None, max_length=MAX_ITEMS)
     seed: SeedSpec | None = None
-    thresholds: list[Gate] | None = None
+    thresholds: list[Gate] | None = Field(default=None, max_length=MAX_ITEMS)
     slo: str | None = Field(
         default=None, description="an SLO file with more thresholds (relative to this file)"
     )
@@ -292,17 +315,17 @@ class RunSettings(BaseModel):
     see :mod:`loadstack.runcontext`) and is read back there as the same type.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     profile: str = "adhoc"
     profile_file: str | None = None
     description: str = ""
     locustfile: str | None = None
-    users: int = Field(default=1, ge=1)
-    spawn_rate: float = Field(default=1, gt=0)
-    run_time: float | None = Field(default=None, description="seconds; None: until stopped")
-    warmup: float = 0
-    workers: int = Field(default=1, ge=1)
+    users: Users = 1
+    spawn_rate: SpawnRate = 1
+    run_time: PositiveSeconds | None = Field(default=None, description="seconds; None: until stopped")
+    warmup: Seconds = 0
+    workers: Workers = 1
     host: str | None = None
     stages: list[Stage] | None = None
     breakpoint: Breakpoint | None = None
@@ -461,8 +484,14 @@ def resolve(
     skip_teardown: bool = False,
     sut_version: str | None = None,
     env: Mapping[str, str] | Settings | None = None,
+    max_workers: int | None = None,
 ) -> RunSettings:
-    """Profile file < environment < flags."""
+    """Profile file < environment < flags.
+
+    Every value is bounded wherever it comes from (:mod:`loadstack.limits`); ``max_workers`` is
+    the most worker processes this machine may start (``None``: not checked, the workers run
+    elsewhere, e.g. in Kubernetes).
+    """
     base = env if isinstance(env, Settings) else (Settings.load(env) if env is not None else _current())
     profile, path, node = _load(name_or_path)
     # A profile's `env:` block counts as environment (it is what its Locust processes get).
@@ -489,17 +518,14 @@ def resolve(
                 ) from None
         return default
 
-    def positive_int(v: Any) -> int:
-        n = int(v)
-        if n < 1:
-            raise ValueError("must be >= 1")
-        return n
+    def users_count(v: Any) -> int:
+        return limits.bounded_int(v, 1, limits.MAX_USERS)
 
-    def positive_float(v: Any) -> float:
-        x = float(v)
-        if x <= 0:
-            raise ValueError("must be > 0")
-        return x
+    def workers_count(v: Any) -> int:
+        return limits.bounded_int(v, 1, limits.MAX_WORKERS)
+
+    def rate(v: Any) -> float:
+        return limits.bounded_float(v, 0, limits.MAX_SPAWN_RATE, lo_open=True)
 
     def duration(v: Any) -> float:
         s = float(to_seconds(v))
@@ -507,6 +533,21 @@ def resolve(
             raise ValueError("must be > 0")
         return s
 
+    def flag(field_name: str, value: Any, convert: Any) -> Any:
+        """A flag's value, checked like the profile's (a caller other than argparse may pass anything)."""
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except ValueError as exc:
+            raise configfile.ConfigError(
+                [configfile.ConfigIssue("command line", None, field_name, str(exc))]
+            ) from None
+
+    users = flag("users", users, users_count)
+    spawn_rate = flag("spawn_rate", spawn_rate, rate)
+    run_time = flag("run_time", run_time, duration)
+    workers = flag("workers", workers, workers_count)
     run_seconds = pick("run_time", run_time, config.run_time, profile.run_time, duration)
     classes = profile.user_classes or {}
     class_pools = sum(c.max_users or 0 for c in classes.values())
@@ -520,6 +561,24 @@ def resolve(
     if warmup >= run_seconds:
         warmup = 0
         overrides["warmup"] = "dropped: run_time override is shorter than the profile's warmup"
+    worker_count = pick(
+        "workers", workers, config.workers, profile.workers or limits.cpu_count(), workers_count
+    )
+    if max_workers is not None and worker_count > max_workers:
+        source = overrides.get("workers")
+        where = (
+            configfile.ConfigIssue(str(config.source_of("workers")), None, "workers", "")
+            if source and source.startswith("environment")
+            else configfile.ConfigIssue("command line", None, "workers", "")
+            if source
+            else configfile.ConfigIssue(str(path), configfile.line_of(node, ("workers",)), "workers", "")
+        )
+        where.message = (
+            f"{worker_count} workers is more than the {max_workers} this machine starts "
+            f"({limits.WORKERS_PER_CPU} per CPU, {limits.cpu_count()} CPUs); pass --allow-many-workers "
+            "(or LOADSTACK_ALLOW_MANY_WORKERS=1) to start them anyway"
+        )
+        raise configfile.ConfigError([where])
     auth_spec = profile.auth
     if auth_spec and auth_spec.key_file:  # a key next to the profile travels with it
         auth_spec = auth_spec.model_copy(
@@ -535,13 +594,11 @@ def resolve(
         profile_file=str(path),
         description=profile.description,
         locustfile=str(resolve_locustfile(profile.locustfile, path)),
-        users=pick("users", users, config.users, default_users, positive_int),
-        spawn_rate=pick("spawn_rate", spawn_rate, config.spawn_rate, profile.spawn_rate, positive_float),
+        users=pick("users", users, config.users, default_users, users_count),
+        spawn_rate=pick("spawn_rate", spawn_rate, config.spawn_rate, profile.spawn_rate, rate),
         run_time=run_seconds,
         warmup=warmup,
-        workers=pick(
-            "workers", workers, config.workers, profile.workers or (os.cpu_count() or 1), positive_int
-        ),
+        workers=worker_count,
         host=pick("host", host, config.host, profile.host, str),
         stages=profile.stages,
         breakpoint=profile.breakpoint,

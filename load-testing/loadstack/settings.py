@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from loadstack import limits
 from loadstack.configfile import ConfigError, ConfigIssue
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -39,7 +40,7 @@ class SettingsError(ConfigError):
 class Settings(BaseModel):
     """The environment, as loadstack understands it (empty values count as unset)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     # -- where things are ------------------------------------------------------------------
     home: Path | None = Field(
@@ -82,12 +83,14 @@ class Settings(BaseModel):
     users: int | None = Field(
         None,
         ge=1,
+        le=limits.MAX_USERS,
         validation_alias=_env("LOADSTACK_USERS", "LOCUST_USERS"),
         description="peak concurrent users (overrides the profile)",
     )
     spawn_rate: float | None = Field(
         None,
         gt=0,
+        le=limits.MAX_SPAWN_RATE,
         validation_alias=_env("LOADSTACK_SPAWN_RATE", "LOCUST_SPAWN_RATE"),
         description="users started per second (overrides the profile)",
     )
@@ -99,6 +102,7 @@ class Settings(BaseModel):
     workers: int | None = Field(
         None,
         ge=1,
+        le=limits.MAX_WORKERS,
         validation_alias=_env("LOADSTACK_WORKERS"),
         description="Locust worker processes / containers (default: the profile's, else one per CPU)",
     )
@@ -134,6 +138,19 @@ class Settings(BaseModel):
         None,
         validation_alias=_env("LOADSTACK_SAMPLE_QUEUES"),
         description="more queues to sample during the run, comma separated",
+    )
+    allow_many_workers: bool = Field(
+        False,
+        validation_alias=_env("LOADSTACK_ALLOW_MANY_WORKERS"),
+        description="1: start more than 4 Locust workers per CPU on this machine (--allow-many-workers)",
+    )
+    max_input_mb: float = Field(
+        5.0,
+        gt=0,
+        le=1024,
+        allow_inf_nan=False,
+        validation_alias=_env("LOADSTACK_MAX_INPUT_MB"),
+        description="size cap of profile, chain and SLO files in MB (--max-input-mb)",
     )
     progress_interval: float = Field(
         5.0,

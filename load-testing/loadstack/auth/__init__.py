@@ -12,7 +12,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from loadstack import runcontext
 from loadstack.auth import local, oauth2
 from loadstack.auth.config import (
     CLIENT_SECRET_ENV,
@@ -105,6 +104,8 @@ def current(request_event: Any = None) -> Credentials | None:
     if not _resolved:
         with _lock:
             if not _resolved:
+                from loadstack import runcontext  # runcontext needs profiles, which needs auth.config
+
                 run = runcontext.current().settings
                 settings = run.auth.model_dump()
                 if settings["mode"] != "none":

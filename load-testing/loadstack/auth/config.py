@@ -93,7 +93,10 @@ def resolve(
     data = (spec or AuthSpec()).model_dump()
     mode = flag or config.auth_mode or data["mode"]
     if mode not in MODES:
-        raise AuthConfigError(f"auth mode {mode!r} is not one of {', '.join(MODES)}")
+        source = (
+            "--auth-mode" if flag else (config.source_of("auth_mode") if config.auth_mode else "auth.mode")
+        )
+        raise AuthConfigError(f"{source}: auth mode {mode!r} is not one of {', '.join(MODES)}")
     data["mode"] = mode
     for name, field in ENV_FIELDS.items():
         raw = getattr(config, field)

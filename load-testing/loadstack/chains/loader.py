@@ -70,7 +70,10 @@ def _bad_template(value: Any, loc: Loc, key: str | None = None) -> tuple[Loc, st
     """The first string under ``value`` that does not parse as a template/expression."""
     if isinstance(value, str):
         try:
-            Expression(value) if key in EXPRESSION_KEYS else Template(value)
+            compiled = Expression(value) if key in EXPRESSION_KEYS else Template(value)
+            # A constant ({{ 2 ** 20000 }}) is evaluated now: its error is the file's, not the run's.
+            if {ref.partition(".")[0] for ref in compiled.references} <= set(environment().globals):
+                compiled({}) if isinstance(compiled, Expression) else compiled.render({})
         except TemplateError as exc:
             return loc, str(exc)
         return None
@@ -154,6 +157,10 @@ def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None)
         allowed -= {"data"}
     # `vars:` templates are rendered before the first step: no vars or last response yet.
     for name, value in (spec.vars or {}).items():
+        bad = _bad_template(value, ("vars", name))
+        if bad:
+            problems.append(bad)
+            continue
         try:
             refs = references(compile_value(value))
         except TemplateError as exc:

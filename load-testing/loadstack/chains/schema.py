@@ -28,12 +28,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic import Strict as StrictType
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from loadstack.durations import PositiveSeconds, Seconds
+from loadstack.limits import Weight
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
+HttpStatus = Annotated[int, StrictType(), Field(ge=1, le=999)]
+Repeats = Annotated[int, StrictType(), Field(ge=1, le=10_000)]
+Rows = Annotated[int, StrictType(), Field(ge=0, le=1_000_000)]
+MAX_STEPS = 1000  # steps in one sequence
 # Redis commands a chain may send: the usual read and write data commands, nothing administrative.
 REDIS_COMMANDS = frozenset(
     [
@@ -91,7 +97,8 @@ ABSOLUTE_URL = re.compile(r"^https?://", re.IGNORECASE)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No .inf/.nan where a number is expected (weights, timeouts, backoff).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 # A form or multipart field value as written (templated when a string); a list repeats the field.
@@ -243,7 +250,7 @@ class AwaitSpec(Strict):
     timeout: PositiveSeconds = 10
     interval: PositiveSeconds = 0.01
     max_interval: PositiveSeconds = 0.5
-    backoff: float = Field(default=1.5, ge=1)
+    backoff: Annotated[float, StrictType()] = Field(default=1.5, ge=1, le=100)
     since: str | None = Field(default=None, description="measure from the end of this earlier step")
 
     @model_validator(mode="after")
@@ -265,10 +272,10 @@ class ThinkSpec(Strict):
 
 
 class RepeatSpec(Strict):
-    times: int | None = Field(default=None, ge=1, le=10_000)
+    times: Repeats | None = None
     until: str | None = None
     while_: str | None = Field(default=None, alias="while")
-    max: int | None = Field(default=None, ge=1, le=10_000)
+    max: Repeats | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> RepeatSpec:
@@ -290,7 +297,7 @@ class SaveSpec(Strict):
     json_path: str | None = Field(default=None, alias="json")
     header: str | None = None
     column: str | None = None
-    row: int = Field(default=0, ge=0)
+    row: Annotated[int, StrictType(), Field(ge=0, le=1_000_000)] = 0
     field: str | None = None
     expr: str | None = None
 
@@ -302,23 +309,23 @@ class SaveSpec(Strict):
 
 
 class ExpectSpec(Strict):
-    status: int | list[int] | None = None
+    status: HttpStatus | list[HttpStatus] | None = None
     json_values: dict[str, Any] | None = Field(default=None, alias="json")
     contains: str | None = None
-    rows: int | None = Field(default=None, ge=0)
-    min_rows: int | None = Field(default=None, ge=0)
+    rows: Rows | None = None
+    min_rows: Rows | None = None
 
 
 class GotoSpec(Strict):
     goto: StepName
-    max: int | None = Field(default=None, ge=1, le=10_000)
+    max: Repeats | None = None
 
 
 class BranchPath(Strict):
     name: StepName
     when: str | None = None
-    weight: float | None = Field(default=None, gt=0)
-    steps: list[StepSpec] = Field(min_length=1)
+    weight: Weight | None = None
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 class BranchSpec(Strict):
@@ -508,13 +515,14 @@ class ChainSpec(Strict):
     seed: Literal["customers"] | None = Field(
         default=None, description="draw a seeded customer per iteration"
     )
-    weight: float = Field(default=1, gt=0)
+    weight: Weight = 1
     data: str | None = Field(
         default=None,
+        max_length=256,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="a data feeder of the profile (data:): one row per run, as {{ data.column }}",
     )
-    steps: list[StepSpec] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 BranchPath.model_rebuild()

@@ -1,8 +1,9 @@
 """Templates (``"Bearer {{ vars.token }}"``) and expressions (``vars.amount > 200``) in chains.
 
-Both are Jinja2, evaluated in Jinja's ``SandboxedEnvironment``: no Python
-``eval`` of user text, no access to dunder attributes or unsafe callables,
-undefined names are errors.  The grammar is Jinja's expression language:
+Both are Jinja2, evaluated in Jinja's immutable sandbox with a budget
+(:mod:`loadstack.chains.sandbox`): no Python ``eval`` of user text, no access
+to dunder attributes or unsafe callables, no huge numbers or texts, no endless
+loops; undefined names are errors.  The grammar is Jinja's expression language:
 literals, ``vars.x`` / ``last.json.id`` / ``a["k"]`` / ``a[0]``, arithmetic,
 comparisons, ``and``/``or``/``not``, ``in``, filters (``x | float``,
 ``x | lower``, ``items | length``) and the tests (``x is none``).  See
@@ -21,9 +22,9 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 
 from loadstack import replay
+from loadstack.chains import sandbox
 
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
 
@@ -33,10 +34,15 @@ class TemplateError(ValueError):
 
 
 @cache
-def environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-    env.filters.update(replay.FILTERS)  # html_input, cookie: values a page or Set-Cookie handed out
+def environment() -> sandbox.BoundedSandbox:
+    env = sandbox.BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
+    # html_input, cookie: values a page or Set-Cookie handed out
+    sandbox.add_filters(env, replay.FILTERS)
     return env
+
+
+# What evaluating user text may raise besides Jinja's own errors (a bad operand, a missing key, ...).
+EVALUATION_ERRORS = (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, RecursionError)
 
 
 def _referenced(ast: nodes.Node) -> set[str]:
@@ -69,17 +75,20 @@ class Expression:
         try:
             ast = env.parse(f"{{{{ {self.source} }}}}")
             self._fn = env.compile_expression(self.source, undefined_to_none=False)
+            self.references = _referenced(ast)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"bad expression {self.source!r}: {exc.message}") from None
-        self.references = _referenced(ast)
+            raise TemplateError(f"bad expression {_short(self.source)!r}: {exc.message}") from None
+        except RecursionError:
+            raise TemplateError(f"bad expression {_short(self.source)!r}: nested too deeply") from None
 
     def __call__(self, scope: dict[str, Any]) -> Any:
         try:
-            value = self._fn(**scope)
-        except jinja2.TemplateError as exc:  # undefined names, sandbox violations
-            raise TemplateError(f"{self.source}: {exc.message}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-            raise TemplateError(f"{self.source}: {type(exc).__name__}: {exc}") from None
+            with sandbox.budget():
+                value = self._fn(**scope)
+        except jinja2.TemplateError as exc:  # undefined names, sandbox violations, the budget
+            raise TemplateError(f"{_short(self.source)}: {exc.message}") from None
+        except EVALUATION_ERRORS as exc:
+            raise TemplateError(f"{_short(self.source)}: {type(exc).__name__}: {_short(str(exc))}") from None
         if isinstance(value, jinja2.Undefined):
             raise TemplateError(f"{self.source}: undefined")
         return value
@@ -107,10 +116,16 @@ class Template:
             return
         env = environment()
         try:
-            self.references = _referenced(env.parse(source))
-            self._template = env.from_string(source)
+            ast = env.parse(source)
+            unbounded = sandbox.refuse_unbounded_statements(ast)
+            if unbounded:
+                raise TemplateError(f"bad template {_short(source)!r}: {unbounded}")
+            self.references = _referenced(ast)
+            self._template = env.from_string(ast)
         except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"bad template {source!r}: {exc.message}") from None
+            raise TemplateError(f"bad template {_short(source)!r}: {exc.message}") from None
+        except RecursionError:
+            raise TemplateError(f"bad template {_short(source)!r}: nested too deeply") from None
 
     def render(self, scope: dict[str, Any]) -> Any:
         if self._expr is not None:
@@ -118,11 +133,18 @@ class Template:
         if self._template is None:
             return self.source
         try:
-            return self._template.render(**scope)
+            return sandbox.render_bounded(self._template, scope)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"{self.source!r}: {exc.message}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
-            raise TemplateError(f"{self.source!r}: {type(exc).__name__}: {exc}") from None
+            raise TemplateError(f"{_short(self.source)!r}: {exc.message}") from None
+        except EVALUATION_ERRORS as exc:
+            raise TemplateError(
+                f"{_short(self.source)!r}: {type(exc).__name__}: {_short(str(exc))}"
+            ) from None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """User text in a message: long templates and error texts are cut (a message is one line)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def compile_value(value: Any) -> Any:

@@ -123,13 +123,16 @@ def read(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> Any:
     """The JSON document of a file: size-capped, UTF-8, errors naming file, line and offset."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
+        if path.exists() and not path.is_file():
+            raise ImportProblem(f"{path}: not a regular file (a folder, device or pipe)")
+        with open(path, "rb") as fh:  # bounded even where the size on disk says nothing (/dev/zero)
+            raw = fh.read(max_bytes + 1)
+        if len(raw) > max_bytes:
+            size = max(len(raw), path.stat().st_size)
             raise ImportProblem(
                 f"{path}: {size / 1048576:.1f} MB is more than the {max_bytes / 1048576:.0f} MB limit "
                 "(raise it with --max-input-mb)"
             )
-        raw = path.read_bytes()
     except OSError as exc:
         raise ImportProblem(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:

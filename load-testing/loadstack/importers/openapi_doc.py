@@ -123,11 +123,15 @@ def _read(source: str, allow_remote: bool, max_bytes: int) -> bytes:
         return raw
     path = Path(source)
     try:
-        if path.stat().st_size > max_bytes:
-            raise _too_big(source, max_bytes)
-        return path.read_bytes()
+        if path.exists() and not path.is_file():
+            raise ImportProblem(f"{source}: not a regular file (a folder, device or pipe)")
+        with open(path, "rb") as fh:  # bounded even where the size on disk says nothing (/dev/zero)
+            raw = fh.read(max_bytes + 1)
     except OSError as exc:
         raise ImportProblem(f"{source}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise _too_big(source, max_bytes)
+    return raw
 
 
 class _TooDeep(Exception):

@@ -107,7 +107,11 @@ def decode_body(raw: bytes, content_type: str | None, content_encoding: str | No
 
 
 def _parse_url(url: str) -> urllib.parse.SplitResult:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number or out of range raises here
+    except ValueError as exc:
+        raise InspectError(f"not an AMQP URL ({exc}); expected amqp://user:pass@host:5672/vhost") from None
     if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
         raise InspectError(f"not an AMQP URL: {mask_url(url)!r} (expected amqp://user:pass@host:5672/vhost)")
     return parts

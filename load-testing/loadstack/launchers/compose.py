@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 
 from loadstack import exitcodes, masking, paths, settings
-from loadstack.lifecycle import Prepared, RunError, RunRequest, say
+from loadstack.lifecycle import Prepared, RunError, RunRequest, say, too_many_workers, worker_cap
 from loadstack.profiles import RunSettings
 from loadstack.report import history
 from loadstack.results import read_json, update_latest
@@ -332,6 +332,9 @@ class ComposeLauncher:
 def ui(request: RunRequest) -> int:
     """The web UI stack on compose: everything up, the master with Locust's web UI."""
     workers = request.workers or os.cpu_count() or 1
+    cap = worker_cap(request)
+    if cap is not None and workers > cap:
+        raise RunError(f"--workers: {too_many_workers(workers)}", exitcodes.BAD_INPUT)
     profile = request.profile if "/" in request.profile else f"/app/profiles/{request.profile}.yml"
     env = settings.environment_of({"container_mode": "ui", "profile": profile})
     compose = Compose(offline=offline_wanted(request.offline), env=env)

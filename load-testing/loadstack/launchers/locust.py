@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from loadstack import paths, settings
+from loadstack import configfile, paths, settings
 from loadstack.profiles import RunSettings
 
 MASTER_PORT = 5557
@@ -73,6 +73,8 @@ def environment(
                 "results_dir": str(results_root.resolve()),
                 "launcher": launcher,
                 "metrics_export": metrics,
+                # --max-input-mb: the master reads the chain files again
+                "max_input_mb": configfile.overridden_max_input_mb(),
             }
         ),
         **run.env,

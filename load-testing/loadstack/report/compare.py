@@ -176,7 +176,7 @@ def compare(
             results.append(result)
             continue
         hb, hc = b.get("histogram") or {}, c.get("histogram") or {}
-        if hb and hc:
+        if any(hb.values()) and any(hc.values()):
             p95_b, p95_c = percentile(hb, b["count"], 0.95), percentile(hc, c["count"], 0.95)
             diffs = sorted(
                 x - y

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loadstack import configfile
+from loadstack.configfile import ConfigError, ConfigIssue
+from loadstack.runcontext import RUN_ID_PATTERN
+
+# About 500 bytes a run: room for a million runs.
+MAX_HISTORY_BYTES = 512 * 1024 * 1024
 
 FIGURES = ("count", "failures", "failure_rate", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms")
 
@@ -47,16 +56,54 @@ def append(results_root: Path, line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
+class Line(BaseModel):
+    """What ``report`` and ``compare`` read of a history line (other fields are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: Annotated[str, Field(pattern=RUN_ID_PATTERN.pattern)]
+    profile: str | None = None
+    verdict: str | None = None
+    sut_version: str | None = None
+
+
 def load(results_root: Path) -> list[dict[str, Any]]:
+    """The lines of ``results/history.jsonl``, checked: a bad line is an error naming its line and field.
+
+    Only a last line cut off mid-write (no newline at its end, not JSON) is skipped: that is a
+    crash while appending, and it must not hide every run before it.
+    """
     path = results_root / "history.jsonl"
     if not path.exists():
         return []
+    text = configfile.read_text(path, MAX_HISTORY_BYTES)
+    lines = text.split("\n")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line (crash mid-write) must not hide the others
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            if number == len(lines):  # the last line, without its newline: a torn write
+                continue
+            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise ConfigError([ConfigIssue(str(path), number, "", f"not a JSON line ({detail})")]) from None
+        if not isinstance(data, dict):
+            raise ConfigError([ConfigIssue(str(path), number, "", "expected a JSON object per line")])
+        try:
+            out.append(Line.model_validate(data).model_dump())
+        except ValidationError as exc:
+            raise ConfigError(
+                [
+                    ConfigIssue(str(path), number, configfile.field_path(err["loc"]), _message(err))
+                    for err in exc.errors()
+                ]
+            ) from None
     return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    given = err.get("input")
+    shown = "" if isinstance(given, dict | list) else f" (got {str(given)[:60]!r})"
+    return err["msg"] + shown

@@ -1,6 +1,8 @@
 """Self-contained HTML pages: the combined report over runs and the comparison of two runs.
 
 Everything is inline (CSS, SVG); a page can be mailed, archived or opened offline.
+Every text and attribute value written here is escaped: names, run ids and gate
+statuses come from results files, which are input like any other.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def _table(headers: list[str], rows: list[list[Any]], left: int = 1) -> str:
         cells = []
         for i, cell in enumerate(row):
             cls = "l" if i < left else ""
-            if isinstance(cell, tuple):  # (text, css class)
-                cells.append(f'<td class="{cls} {cell[1]}">{escape(str(cell[0]))}</td>')
+            if isinstance(cell, tuple):  # (text, css class): both may come from a results file
+                cells.append(f'<td class="{cls} {escape(str(cell[1]))}">{escape(str(cell[0]))}</td>')
             else:
                 cells.append(f'<td class="{cls}">{escape(str(cell))}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
+from loadstack.limits import MAX_RATE
+
 _RATE = re.compile(r"^(?P<n>\d+(?:\.\d+)?)\s*(?:/\s*(?P<unit>s|sec|second|m|min|minute|h|hour))?$")
 _PER = {None: 1.0, "s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _PER |= {"h": 3600.0, "hour": 3600.0}
@@ -45,8 +47,8 @@ def format_rate(per_second: float) -> str:
 
 
 # A rate in a profile: iterations started per second, across all workers.
-Rate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0)]
-PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+Rate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0, le=MAX_RATE, allow_inf_nan=False)]
+PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0, le=MAX_RATE, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
