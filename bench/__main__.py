@@ -1,25 +1,43 @@
-"""``python -m bench [NAME ...]``: run the named benchmarks (default: all)."""
+"""``python -m bench [NAME ...] [--json FILE] [options]``: run the named benchmarks.
+
+Without names, every benchmark but ``soak`` runs (soak is long and opt-in).  Options after the
+names go to each benchmark (see ``python -m bench NAME --help``); ``--json FILE`` writes every
+figure (median, min, max, target, verdict) to FILE as well.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ["connectors", "chains", "exporter"]
+BENCHMARKS = ["connectors", "chains", "exporter", "http", "scale", "websocket", "startup", "soak"]
+OPT_IN = {"soak"}
 
 
 def main(argv: list[str]) -> int:
     # Leading words are benchmark names; everything from the first flag on goes to each benchmark.
     split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
-    names, flags = argv[:split] or BENCHMARKS, argv[split:]
+    names, flags = argv[:split] or [b for b in BENCHMARKS if b not in OPT_IN], argv[split:]
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(
             f"unknown benchmark(s): {', '.join(unknown)}; available: {', '.join(BENCHMARKS)}", file=sys.stderr
         )
         return 2
+    json_path = None
+    if "--json" in flags:
+        i = flags.index("--json")
+        if i + 1 >= len(flags):
+            print("--json needs a file name", file=sys.stderr)
+            return 2
+        json_path = flags[i + 1]
+        flags = flags[:i] + flags[i + 2 :]
+    from bench import harness
+
     for name in names:
         importlib.import_module(f"bench.{name}").main(flags)
+        if json_path:
+            harness.write_results(json_path)
     return 0
 
 

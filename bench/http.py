@@ -1,0 +1,181 @@
+"""HTTP per core: loadstack's ``HttpUser`` against bare Locust ``FastHttpUser``, and both against ``wrk``.
+
+Same process, same users, same cheap endpoint (:mod:`bench.static_server`, started here and
+pinned to the other core).  The loadstack side has everything a run gives it: auth on (mode
+``local``, a signed JWT in ``Authorization``), the run-id header, and the per-user-class stats
+listener.  ``wrk`` (one thread, pinned to the generator's core) on the same endpoint is the
+ceiling a C client reaches on this machine.  Primary figure: the generator's CPU per request;
+target: bare cost / loadstack cost >= 0.95.  The generator's and the server's CPU share in each
+window say which side saturated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+
+# Auth mode local for the loadstack side (set before loadstack.auth resolves it, once per process).
+os.environ.setdefault("AUTH_MODE", "local")
+os.environ.setdefault("LOADSTACK_JWT_SECRET", secrets.token_urlsafe(32))
+
+import gevent
+import locust  # noqa: F401  (gevent monkey-patching first)
+from locust import FastHttpUser, constant, task
+from locust.env import Environment
+
+from bench.common import arguments, pinned, static_server
+from bench.harness import (
+    Meter,
+    Sample,
+    Spread,
+    Target,
+    cores_text,
+    print_comparison,
+    print_figure,
+    record,
+    run_rounds,
+)
+from loadstack import auth
+from loadstack.plugin import UserClassStats
+from loadstack.users.http import HttpUser
+
+TARGET = Target(0.95)
+PATH = "/static"
+
+
+class BareUser(FastHttpUser):
+    wait_time = constant(0)
+
+    @task
+    def get(self) -> None:
+        self.client.get(PATH)
+
+
+class LoadstackUser(HttpUser):
+    wait_time = constant(0)
+
+    @task
+    def get(self) -> None:
+        self.client.get(PATH)
+
+
+def locust_round(
+    user_class: type, host: str, users: int, duration: float, server_pid: int
+) -> tuple[Sample, Sample]:
+    """(generator sample, server sample) of one window of ``users`` users of ``user_class``."""
+    env = Environment(user_classes=[user_class], host=host)
+    runner = env.create_local_runner()
+    if user_class is LoadstackUser:
+        UserClassStats(env, "local")  # what the plugin attaches on every worker
+    runner.start(users, spawn_rate=users)
+    gevent.sleep(1.0)  # spawn, connect, warm up
+    before = env.stats.total.num_requests
+    server = Meter([server_pid]).start()
+    meter = Meter().start()
+    gevent.sleep(duration)
+    sample = meter.stop(env.stats.total.num_requests - before)
+    server_sample = server.stop(sample.ops)
+    failures = env.stats.total.num_failures
+    runner.quit()
+    if failures:
+        raise RuntimeError(f"{user_class.__name__}: {failures} failures against {host}")
+    return sample, server_sample
+
+
+def wrk_round(
+    host: str, users: int, duration: float, cores: set[int] | None, server_pid: int
+) -> tuple[Sample, Sample]:
+    """One ``wrk`` run (1 thread, ``users`` connections) on the generator's core."""
+    cmd = ["wrk", "-t1", f"-c{users}", f"-d{max(1, round(duration))}s", host + PATH]
+    if cores:
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cores))), *cmd]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = Meter([server_pid]).start()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    match = re.search(r"(\d+) requests in ([\d.]+)s", out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    ops = int(match.group(1))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    sample = Sample(ops=ops, cpu_s=cpu, wall_s=float(match.group(2)))
+    return sample, server.stop(ops)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments(__doc__, argv, users=8, duration=2.0, rounds=6)
+    has_wrk = shutil.which("wrk") is not None
+    variants = ["bare", "loadstack"] + (["wrk"] if has_wrk else [])
+    print(
+        f"http: {args.users} users (wrk: {args.users} connections, 1 thread), {args.duration:g}s windows, "
+        f"{args.rounds} rounds ({', '.join(variants)} once per round, order alternating); CPU per request"
+    )
+    if auth.current() is None or auth.current().mode != "local":
+        raise SystemExit("http bench: auth mode local could not be set up")
+    servers: dict[str, list[Sample]] = {v: [] for v in variants}
+    with pinned(not args.no_pin) as pinning, static_server() as (host, server_pid):
+        if pinning.plan is not None:
+            pinning.pin("static server", server_pid, pinning.sut)
+            pinning.note(f"wrk -> {cores_text(pinning.generator)}")
+        pinning.report("http")
+
+        def one(variant: str) -> Sample:
+            if variant == "wrk":
+                sample, server = wrk_round(host, args.users, args.duration, pinning.generator, server_pid)
+            else:
+                cls = LoadstackUser if variant == "loadstack" else BareUser
+                sample, server = locust_round(cls, host, args.users, args.duration, server_pid)
+            servers[variant].append(server)
+            return sample
+
+        samples = run_rounds(args.rounds, variants, one)
+    comparisons = print_comparison(
+        "http",
+        "HTTP GET (static endpoint)",
+        samples,
+        "bare",
+        ["loadstack"],
+        target=TARGET,
+        judged="loadstack",
+        unit="req",
+    )
+    print("    saturation (CPU share of one core, median: generator / server):")
+    for variant in variants:
+        gen = Spread.of(s.cpu_share for s in samples[variant])
+        srv = Spread.of(s.cpu_share for s in servers[variant])
+        if min(gen.median, srv.median) >= 0.9:
+            side = "both"
+        else:
+            side = "generator" if gen.median > srv.median else "server"
+        print(
+            f"      {variant:<10} generator {gen.median:.0%}  server {srv.median:.0%}  -> {side} saturated",
+        )
+        record("http", f"{variant} generator CPU share", gen)
+        record("http", f"{variant} server CPU share", srv, saturated=side)
+    if has_wrk:
+        print("    as a fraction of wrk on the same endpoint (median, min–max over rounds):")
+        for variant in ("bare", "loadstack"):
+            pairs = list(zip(samples[variant], samples["wrk"], strict=True))
+            print_figure(
+                "http",
+                f"{variant} throughput / wrk",
+                Spread.of(s.rate / w.rate for s, w in pairs),
+                None,
+                spec=".3f",
+            )
+            print_figure(
+                "http",
+                f"{variant} CPU per request, wrk / {variant}",
+                Spread.of(w.cost_us / s.cost_us for s, w in pairs),
+                None,
+                spec=".3f",
+            )
+    return comparisons
+
+
+if __name__ == "__main__":
+    main()
