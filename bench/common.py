@@ -6,10 +6,15 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.harness import MIN_ROUNDS, Meter, Pinning, Sample, listening_pid
 
+ROOT = Path(__file__).resolve().parents[1]
+# The benches' own profile and locustfile: one loadstack HTTP user on the static endpoint.
+BENCH_PROFILE = ROOT / "bench" / "profiles" / "static.yml"
+BENCH_LOCUSTFILE = ROOT / "bench" / "locustfiles" / "static_users.py"
 # Shared local services and the ports they listen on (pinned to the system-under-test cores).
 SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
 

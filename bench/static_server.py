@@ -4,7 +4,7 @@ It must be cheap enough that the load generator, not the server, is the bottlene
 asyncio protocol on uvloop (both already installed with uvicorn), keep-alive, the same small
 response to every request, no routing, no parsing beyond finding the end of each request
 head.  Requests are counted; ``GET /__bench`` answers the count and the time of the first
-request (for the start-up benchmark) and is not counted itself.  Bodies are not supported:
+request (for the start-up benchmark), ``GET /__bench/reset`` zeroes both; neither is counted.  Bodies are not supported:
 the benches send GETs only.
 """
 
@@ -24,6 +24,7 @@ RESPONSE = (
     + BODY
 )
 STATS_PATH = b"GET /__bench "
+RESET_PATH = b"GET /__bench/reset "
 
 
 class Counter:
@@ -49,7 +50,9 @@ class StaticProtocol(asyncio.Protocol):
             end = buffer.find(b"\r\n\r\n", start)
             if end < 0:
                 break
-            if buffer.startswith(STATS_PATH, start):
+            if buffer.startswith(RESET_PATH, start):
+                self.counter.count, self.counter.first = 0, None
+            if buffer.startswith(STATS_PATH, start) or buffer.startswith(RESET_PATH, start):
                 body = json.dumps({"count": self.counter.count, "first": self.counter.first}).encode()
                 out.append(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "

@@ -20,12 +20,38 @@ RUN_ID_HEADER = "X-Loadstack-Run-Id"
 
 
 class AuthorizedSession(FastHttpSession):
-    """A ``FastHttpSession`` that presents the auth mode's token (see :mod:`loadstack.auth`)."""
+    """A ``FastHttpSession`` that presents the auth mode's token (see :mod:`loadstack.auth`).
+
+    The token goes through the slot Locust itself fills with a URL's basic credentials
+    (``auth_header``), set before each request: that costs no extra header dict per request
+    (this runs on every request).  A request that sets its own ``Authorization`` keeps it, and
+    basic credentials in the host URL win, as Locust does it.
+    """
+
+    _url_auth_header: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._url_auth_header = self.auth_header
+
+    @classmethod
+    def adopt(cls, session: FastHttpSession) -> AuthorizedSession:
+        """Turn the session ``FastHttpUser`` built into this class (it has no hook for the class)."""
+        session.__class__ = cls
+        session._url_auth_header = session.auth_header  # type: ignore[attr-defined]
+        return session  # type: ignore[return-value]
 
     def request(self, method: str, url: str, *args: Any, headers: dict | None = None, **kwargs: Any) -> Any:
-        return super().request(
-            method, url, *args, headers=auth.with_credentials(headers, self.request_event), **kwargs
-        )
+        if self._url_auth_header is None:
+            credentials = auth.current(self.request_event)
+            if credentials is None or (headers and auth.has_authorization(headers)):
+                self.auth_header = None
+            else:
+                try:
+                    self.auth_header = credentials.authorization()
+                except auth.AuthError:
+                    self.auth_header = None  # no token now: the request goes out without one
+        return super().request(method, url, *args, headers=headers, **kwargs)
 
 
 class HttpUser(FastHttpUser):
@@ -37,8 +63,7 @@ class HttpUser(FastHttpUser):
         # FastHttpUser hands default_headers to its connection pool when it builds the client.
         self.default_headers = {**(type(self).default_headers or {}), **self.base_headers()}
         super().__init__(*args, **kwargs)
-        # FastHttpUser builds its session itself and has no hook for the class; ours adds no state.
-        self.client.__class__ = AuthorizedSession
+        self.client = AuthorizedSession.adopt(self.client)
         self._context = user_context(self)
 
     def base_headers(self) -> dict[str, str]:
