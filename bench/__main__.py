@@ -35,7 +35,9 @@ def main(argv: list[str]) -> int:
     from bench import harness
 
     for name in names:
+        harness.print_machine(name, "before")
         importlib.import_module(f"bench.{name}").main(flags)
+        harness.print_machine(name, "after")
         if json_path:
             harness.write_results(json_path)
     return 0

@@ -282,6 +282,27 @@ def write_results(path: str) -> None:
         json.dump(RESULTS, fh, indent=1)
 
 
+def machine_load() -> str:
+    """The 1-minute load average against the cores: says whether the machine was busy.
+
+    A bench itself keeps about one core busy (generator and server), so only a load above the
+    number of cores counts as busy: other processes then compete for the cores."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            one = float(fh.read().split()[0])
+    except OSError:
+        return "load average unknown"
+    cores = os.cpu_count() or 1
+    busy = "busy" if one > cores else "quiet"
+    return f"load average {one:.2f} on {cores} cores ({busy})"
+
+
+def print_machine(bench: str, when: str) -> None:
+    text = machine_load()
+    RESULTS.append({"bench": bench, "figure": f"machine {when}", "note": text})
+    print(f"{bench}: machine {when}: {text}", flush=True)
+
+
 # -- pinning ---------------------------------------------------------------------------------------
 def plan_cores(available: Iterable[int]) -> tuple[set[int], set[int]] | None:
     """(generator cores, system-under-test cores): the last core for the generator, the rest for

@@ -3,7 +3,8 @@
 Same process, same users, same cheap endpoint (:mod:`bench.static_server`, started here and
 pinned to the other core).  The loadstack side has everything a run gives it: auth on (mode
 ``local``, a signed JWT in ``Authorization``), the run-id header, and the per-user-class stats
-listener.  ``wrk`` (one thread, pinned to the generator's core) on the same endpoint is the
+listener.  A third side, ``bare+headers``, is bare Locust sending the same two headers as fixed
+strings: it tells the headers' cost in the HTTP client from loadstack's own.  ``wrk`` (one thread, pinned to the generator's core) on the same endpoint is the
 ceiling a C client reaches on this machine.  Primary figure: the generator's CPU per request;
 target: bare cost / loadstack cost >= 0.95.  The generator's and the server's CPU share in each
 window say which side saturated.
@@ -29,6 +30,7 @@ from locust.env import Environment
 
 from bench.common import arguments, pinned, static_server
 from bench.harness import (
+    Comparison,
     Meter,
     Sample,
     Spread,
@@ -39,9 +41,9 @@ from bench.harness import (
     record,
     run_rounds,
 )
-from loadstack import auth
+from loadstack import auth, runcontext
 from loadstack.plugin import UserClassStats
-from loadstack.users.http import HttpUser
+from loadstack.users.http import RUN_ID_HEADER, HttpUser
 
 TARGET = Target(0.95)
 PATH = "/static"
@@ -49,6 +51,26 @@ PATH = "/static"
 
 class BareUser(FastHttpUser):
     wait_time = constant(0)
+
+    @task
+    def get(self) -> None:
+        self.client.get(PATH)
+
+
+class BareHeadersUser(FastHttpUser):
+    """Bare Locust sending the same two headers as the loadstack side, as fixed strings: separates
+    what the headers cost in the HTTP client from what loadstack's code costs."""
+
+    wait_time = constant(0)
+
+    def __init__(self, *args, **kwargs) -> None:
+        credentials = auth.current()
+        assert credentials is not None
+        self.default_headers = {
+            RUN_ID_HEADER: runcontext.current().run_id,
+            "Authorization": credentials.authorization(),
+        }
+        super().__init__(*args, **kwargs)
 
     @task
     def get(self) -> None:
@@ -81,7 +103,7 @@ def locust_round(
     server_sample = server.stop(sample.ops)
     failures = env.stats.total.num_failures
     runner.quit()
-    if failures:
+    if failures or not sample.ops:
         raise RuntimeError(f"{user_class.__name__}: {failures} failures against {host}")
     return sample, server_sample
 
@@ -109,7 +131,7 @@ def wrk_round(
 def main(argv: list[str] | None = None) -> dict:
     args = arguments(__doc__, argv, users=8, duration=2.0, rounds=6)
     has_wrk = shutil.which("wrk") is not None
-    variants = ["bare", "loadstack"] + (["wrk"] if has_wrk else [])
+    variants = ["bare", "bare+headers", "loadstack"] + (["wrk"] if has_wrk else [])
     print(
         f"http: {args.users} users (wrk: {args.users} connections, 1 thread), {args.duration:g}s windows, "
         f"{args.rounds} rounds ({', '.join(variants)} once per round, order alternating); CPU per request"
@@ -127,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
             if variant == "wrk":
                 sample, server = wrk_round(host, args.users, args.duration, pinning.generator, server_pid)
             else:
-                cls = LoadstackUser if variant == "loadstack" else BareUser
+                cls = {"bare": BareUser, "bare+headers": BareHeadersUser, "loadstack": LoadstackUser}[variant]
                 sample, server = locust_round(cls, host, args.users, args.duration, server_pid)
             servers[variant].append(server)
             return sample
@@ -138,21 +160,27 @@ def main(argv: list[str] | None = None) -> dict:
         "HTTP GET (static endpoint)",
         samples,
         "bare",
-        ["loadstack"],
+        ["bare+headers", "loadstack"],
         target=TARGET,
         judged="loadstack",
         unit="req",
     )
+    own = Comparison(samples["bare+headers"], samples["loadstack"])
+    print("    loadstack's own code (loadstack vs bare+headers: same bytes on the wire):")
+    print_figure("http", "loadstack extra µs/req over bare+headers", own.extra_us, None, spec="+.2f")
+    print_figure("http", "loadstack ratio over bare+headers", own.ratio, None, spec=".3f")
     print("    saturation (CPU share of one core, median: generator / server):")
     for variant in variants:
         gen = Spread.of(s.cpu_share for s in samples[variant])
         srv = Spread.of(s.cpu_share for s in servers[variant])
         if min(gen.median, srv.median) >= 0.9:
             side = "both"
-        else:
+        elif max(gen.median, srv.median) >= 0.9:
             side = "generator" if gen.median > srv.median else "server"
+        else:
+            side = "neither (their cores went to other processes: the machine was busy)"
         print(
-            f"      {variant:<10} generator {gen.median:.0%}  server {srv.median:.0%}  -> {side} saturated",
+            f"      {variant:<10} generator {gen.median:.0%}  server {srv.median:.0%}  -> saturated: {side}",
         )
         record("http", f"{variant} generator CPU share", gen)
         record("http", f"{variant} server CPU share", srv, saturated=side)
