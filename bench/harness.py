@@ -113,9 +113,15 @@ def alternating(rounds: int, variants: Sequence[str]) -> list[list[str]]:
 
 
 def run_rounds(
-    rounds: int, variants: Sequence[str], measure: Callable[[str], Sample]
+    rounds: int, variants: Sequence[str], measure: Callable[[str], Sample], *, warmup: int = 1
 ) -> dict[str, list[Sample]]:
-    """``measure(variant)`` once per variant per round, in alternating order; samples by variant."""
+    """``measure(variant)`` once per variant per round, in alternating order; samples by variant.
+
+    ``warmup`` rounds go first and are dropped: first-use costs (imports, pools, caches) would
+    otherwise land in one side's first round."""
+    for _ in range(warmup):
+        for variant in variants:
+            measure(variant)
     samples: dict[str, list[Sample]] = {v: [] for v in variants}
     for order in alternating(rounds, variants):
         for variant in order:

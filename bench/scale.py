@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
             servers[variant].append(server)
             return sample
 
-        samples = run_rounds(args.rounds, list(masters), one)
+        samples = run_rounds(args.rounds, list(masters), one, warmup=0)
     comparisons = print_comparison(
         "scale", "workers' CPU per request", samples, "1 worker", ["2 workers"], unit="req"
     )

@@ -55,8 +55,11 @@ def test_cost_is_cpu_not_wall_time() -> None:
 
 def test_rounds_alternate_abba() -> None:
     order: list[str] = []
-    harness.run_rounds(4, ["A", "B"], lambda v: order.append(v) or Sample(1, 1.0, 1.0))
-    assert order == ["A", "B", "B", "A", "A", "B", "B", "A"]
+    samples = harness.run_rounds(4, ["A", "B"], lambda v: order.append(v) or Sample(1, 1.0, 1.0))
+    warmup, measured = order[:2], order[2:]  # one warm-up round, dropped
+    assert warmup == ["A", "B"]
+    assert measured == ["A", "B", "B", "A", "A", "B", "B", "A"]
+    assert len(samples["A"]) == len(samples["B"]) == 4
     assert harness.alternating(2, ["a", "b", "c"]) == [["a", "b", "c"], ["c", "b", "a"]]
 
 
