@@ -12,11 +12,18 @@ from __future__ import annotations
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
 import redis as redis_lib
-from locust import constant, task
-from locust.env import Environment
+from locust import task
 
-from bench.common import arguments, pin_services, pin_url_server, pinned
-from bench.harness import Meter, Sample, Target, print_comparison, run_rounds
+from bench.common import (
+    Gate,
+    arguments,
+    interleaved_rounds,
+    locust_side,
+    pin_services,
+    pin_url_server,
+    pinned,
+)
+from bench.harness import Target, print_comparison
 from loadstack.chains import ChainUser, from_python
 from loadstack.chains import steps as s
 from loadstack.users.http import HttpUser
@@ -37,13 +44,10 @@ three_steps = from_python(
 
 
 class EngineUser(ChainUser):
-    wait_time = constant(0)
     chains = [three_steps]
 
 
 class HandWrittenUser(HttpUser):
-    wait_time = constant(0)
-
     def on_start(self) -> None:
         self.sql = PostgresClient(self.environment, user=self)
         self.cache = RedisClient(self.environment, user=self)
@@ -58,44 +62,47 @@ class HandWrittenUser(HttpUser):
 
 
 TARGET = Target(0.95)
-
-
-def one_round(user_class: type, host: str, users: int, duration: float) -> Sample:
-    """Completed iterations and the generator's CPU in one measured window."""
-    env = Environment(user_classes=[user_class], host=host)
-    runner = env.create_local_runner()
-    runner.start(users, spawn_rate=users)
-    gevent.sleep(1.0)  # spawn, connect, warm up
-    marker = ("bench", "CHAIN") if user_class is EngineUser else ("hand/cache", "REDIS")
-    before = env.stats.entries[marker].num_requests if marker in env.stats.entries else 0
-    meter = Meter().start()
-    gevent.sleep(duration)
-    sample = meter.stop(env.stats.entries[marker].num_requests - before)
-    failures = env.stats.total.num_failures
-    runner.quit()
-    if failures:
-        raise RuntimeError(f"{user_class.__name__}: {failures} failures; see the demo platform")
-    return sample
+MARKERS = {"engine": ("bench", "CHAIN"), "hand-written": ("hand/cache", "REDIS")}
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8)
     redis_lib.Redis.from_url("redis://127.0.0.1:6379/0").set(KEY, "x" * 64)
     print(
-        f"chains: {args.users} users, {args.duration:g}s windows, {args.rounds} rounds "
-        "(hand-written/engine once per round, order alternating); generator CPU per iteration"
+        f"chains: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
+        f"{args.slices} slices (sides alternating slice by slice); generator CPU per iteration"
     )
     with pinned(not args.no_pin) as pinning, demo_platform() as host:
         pin_url_server(pinning, "demo platform", host)
         pin_services(pinning, ["PostgreSQL", "Redis"])
         pinning.report("chains")
-        samples = run_rounds(
-            args.rounds,
-            ["hand-written", "engine"],
-            lambda variant: one_round(
-                EngineUser if variant == "engine" else HandWrittenUser, host, args.users, args.duration
-            ),
-        )
+        gate = Gate(["hand-written", "engine"])
+        envs = {
+            "hand-written": locust_side(gate, "hand-written", HandWrittenUser, host, args.users),
+            "engine": locust_side(gate, "engine", EngineUser, host, args.users),
+        }
+
+        def counter(side: str):
+            env = envs[side][0]
+            return lambda: (
+                env.stats.entries[MARKERS[side]].num_requests if MARKERS[side] in env.stats.entries else 0
+            )
+
+        gevent.sleep(1.0)  # spawn, connect
+        try:
+            samples, _ = interleaved_rounds(
+                args.rounds,
+                gate,
+                {side: counter(side) for side in envs},
+                slices=args.slices,
+                slice_s=args.duration / args.slices,
+            )
+        finally:
+            for _env, runner in envs.values():
+                runner.quit()
+        failures = {side: env.stats.total.num_failures for side, (env, _) in envs.items()}
+        if any(failures.values()):
+            raise RuntimeError(f"chains bench: failures {failures}; see the demo platform")
     return print_comparison(
         "chains",
         "3-step chain",

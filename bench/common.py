@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,12 @@ def arguments(
         help=f"rounds; each measures every variant once, order alternating (ABBA); >= {MIN_ROUNDS}",
     )
     parser.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="each side's window is cut into this many slices, sides alternating slice by slice",
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="do not pin the generator and the system under test to separate cores",
@@ -48,8 +55,8 @@ def arguments(
     args = parser.parse_args(argv)
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be at least {MIN_ROUNDS} (a median with min–max needs them)")
-    if args.users < 1 or args.duration <= 0:
-        parser.error("--users must be >= 1 and --duration > 0")
+    if args.users < 1 or args.duration <= 0 or args.slices < 1:
+        parser.error("--users and --slices must be >= 1 and --duration > 0")
     return args
 
 
@@ -62,10 +69,17 @@ def pinned(enabled: bool = True) -> Iterator[Pinning]:
         pinning.note("off (--no-pin)")
     else:
         pinning.pin_self()
+    # SIGTERM (timeout, kill) must still give the shared services their cores back.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield pinning
     finally:
         pinning.restore()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def pin_services(pinning: Pinning, names: list[str]) -> None:
@@ -158,3 +172,143 @@ def server_stats(url: str) -> dict:
 
     with urllib.request.urlopen(f"{url}/__bench", timeout=5) as resp:
         return json.load(resp)
+
+
+# -- interleaved sides -------------------------------------------------------------------------
+class Gate:
+    """Which side of a benchmark may run: the others' users wait here while one side is measured.
+
+    All sides live in one process at once (their users spawned, their connections open), so a
+    round can switch sides every fraction of a second: the machine's drift then hits every side
+    alike, which is what makes per-round ratios comparable on a busy machine.
+    """
+
+    def __init__(self, sides: list[str]) -> None:
+        from gevent.event import Event
+
+        self.events = {side: Event() for side in sides}
+        self.greenlets: list = []
+
+    def open(self, side: str | None) -> None:
+        for name, event in self.events.items():
+            if name != side:
+                event.clear()
+        if side is not None:
+            self.events[side].set()
+
+    def stop(self) -> None:
+        """Kill the loops started by :func:`op_loops`."""
+        import gevent
+
+        gevent.killall(self.greenlets)
+        self.greenlets.clear()
+
+    def waiter(self, side: str) -> Callable[..., float]:
+        """A Locust ``wait_time`` for a user class of ``side``: no think time, but the gate."""
+        event = self.events[side]
+
+        def wait_time(_user: object = None) -> float:
+            event.wait()
+            return 0.0
+
+        return wait_time
+
+
+def interleaved_rounds(
+    rounds: int,
+    gate: Gate,
+    counters: dict[str, Callable[[], int]],
+    *,
+    slices: int,
+    slice_s: float,
+    also: list[int] | None = None,
+    warmup: int = 1,
+    settle_s: float = 0.005,
+    on_open: Callable[[str], None] | None = None,
+) -> tuple[dict[str, list[Sample]], dict[str, list[Sample]]]:
+    """Per round, every side runs ``slices`` times for ``slice_s`` (order alternating within and
+    across rounds); its slices add up to one :class:`Sample` of this process's CPU per operation.
+
+    ``counters[side]()`` is the side's completed operations so far.  ``also`` are pids (the
+    server) measured over the same slices: the second dict, per side.  ``on_open(side)`` runs
+    as each slice begins (e.g. to trigger a scrape that belongs to that side).
+    """
+    import gc
+
+    import gevent
+
+    from bench.harness import alternating
+
+    sides = list(counters)
+    samples: dict[str, list[Sample]] = {s: [] for s in sides}
+    others: dict[str, list[Sample]] = {s: [] for s in sides}
+    for index, order in enumerate(alternating(warmup + rounds, sides)):
+        gc.collect()
+        acc = {s: [0, 0.0, 0.0] for s in sides}
+        acc_also = {s: [0, 0.0, 0.0] for s in sides}
+        for k in range(slices):
+            for side in order if k % 2 == 0 else list(reversed(order)):
+                gate.open(side)
+                if on_open is not None:
+                    on_open(side)
+                gevent.sleep(settle_s)  # the previous side's requests in flight land outside the slice
+                before = counters[side]()
+                other = Meter(also).start(settle=False) if also else None
+                meter = Meter().start(settle=False)
+                gevent.sleep(slice_s)
+                done = counters[side]() - before
+                sample = meter.stop(done)
+                gate.open(None)
+                for total, part in (
+                    (acc[side], sample),
+                    (acc_also[side], other.stop(done) if other else None),
+                ):
+                    if part is not None:
+                        total[0] += part.ops
+                        total[1] += part.cpu_s
+                        total[2] += part.wall_s
+        if index < warmup:
+            continue
+        for side in sides:
+            samples[side].append(Sample(*acc[side]))
+            if also:
+                others[side].append(Sample(*acc_also[side]))
+    return samples, others
+
+
+def locust_side(gate: Gate, side: str, user_class: type, host: str, users: int, setup=None):
+    """A Locust environment for ``side``: its users spawned, waiting at the gate between tasks.
+
+    Returns (environment, runner).  ``setup(env)`` runs before the users start (listeners)."""
+    from locust.env import Environment
+
+    user_class.wait_time = gate.waiter(side)
+    env = Environment(user_classes=[user_class], host=host)
+    runner = env.create_local_runner()
+    if setup is not None:
+        setup(env)
+    runner.start(users, spawn_rate=users)
+    return env, runner
+
+
+def op_loops(
+    gate: Gate, side: str, workers: int, make_op: Callable[[], Callable[[], object]]
+) -> Callable[[], int]:
+    """``workers`` greenlets looping on their own ``make_op()`` while ``side``'s gate is open;
+    returns the side's operation counter."""
+    import gevent
+
+    ops = [make_op() for _ in range(workers)]
+    for op in ops:
+        op()  # connect / warm up (lazy clients connect on first use)
+    count = [0]
+    event = gate.events[side]
+
+    def loop(op: Callable[[], object]) -> None:
+        while True:
+            event.wait()
+            op()
+            count[0] += 1
+
+    gate.greenlets += [gevent.spawn(loop, op) for op in ops]
+    return lambda: count[0]

@@ -23,8 +23,8 @@ import psycopg2
 import redis
 from locust.env import Environment
 
-from bench.common import arguments, pin_services, pinned, throughput
-from bench.harness import Sample, Target, print_comparison, run_rounds
+from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned
+from bench.harness import Target, print_comparison
 from loadstack.plugin import UserClassStats
 from loadstack.users.postgres import PostgresClient
 from loadstack.users.rabbitmq import RUN_ID_HEADER, RabbitMQClient
@@ -47,16 +47,19 @@ def environment(with_locust_stats: bool) -> Environment:
 
 
 def measure(name, bare, wrapped, args) -> dict:
-    """The three variants once per round, order alternating, for ``args.rounds`` rounds."""
+    """The three variants side by side: all connected at once, measured slice by slice."""
     envs = {"loadstack": environment(False), "+locust stats": environment(True)}
-
-    def one(variant: str) -> Sample:
-        if variant == "bare":
-            return throughput(args.users, args.duration, bare)
-        env = envs[variant]
-        return throughput(args.users, args.duration, lambda: wrapped(env))
-
-    samples = run_rounds(args.rounds, VARIANTS, one)
+    gate = Gate(VARIANTS)
+    counters = {
+        "bare": op_loops(gate, "bare", args.users, bare),
+        **{v: op_loops(gate, v, args.users, lambda env=envs[v]: wrapped(env)) for v in VARIANTS[1:]},
+    }
+    try:
+        samples, _ = interleaved_rounds(
+            args.rounds, gate, counters, slices=args.slices, slice_s=args.duration / args.slices
+        )
+    finally:
+        gate.stop()
     return print_comparison(
         "connectors", name, samples, "bare", VARIANTS[1:], target=TARGET, judged="loadstack"
     )
@@ -71,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         rounds=8,
     )
     print(
-        f"connectors: {args.users} greenlets, {args.duration:g}s windows, {args.rounds} rounds "
-        "(each variant once per round, order alternating); generator CPU per operation"
+        f"connectors: {args.users} greenlets per variant, {args.rounds} rounds of {args.duration:g}s per variant "
+        f"in {args.slices} slices (variants alternating slice by slice); generator CPU per operation"
     )
     with pinned(not args.no_pin) as pinning:
         pin_services(pinning, ["Redis", "PostgreSQL", "RabbitMQ"])

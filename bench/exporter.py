@@ -15,23 +15,23 @@ import sys
 
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
-from locust import constant, task
-from locust.env import Environment
+from locust import task
 
-from bench.common import arguments, pin_url_server, pinned
-from bench.harness import Meter, Sample, Target, print_comparison, run_rounds
+from bench.common import Gate, arguments, interleaved_rounds, locust_side, pin_url_server, pinned
+from bench.harness import Target, print_comparison
 from loadstack.metrics import server as metrics_server
 from loadstack.processes import free_port
 from loadstack.users.http import HttpUser
 from loadstack_demo.process import demo_platform
 
 TARGET = Target(0.98)
-# A Prometheus stand-in: GET /metrics once a second, ``count`` times, in its own process.
+# A Prometheus stand-in in its own process: GET /metrics for every line it reads (bounded).
 SCRAPER = """
-import sys, time, urllib.request
-url, count = sys.argv[1], int(sys.argv[2])
-for _ in range(count):
-    time.sleep(1.0)
+import sys, urllib.request
+url = sys.argv[1]
+for n, _ in enumerate(sys.stdin):
+    if n >= 10000:
+        break
     try:
         urllib.request.urlopen(url, timeout=5).read()
     except OSError:
@@ -40,52 +40,74 @@ for _ in range(count):
 
 
 class HealthUser(HttpUser):
-    wait_time = constant(0)
-
     @task
     def health(self) -> None:
         self.client.get("/health")
 
 
-def one_round(host: str, users: int, duration: float, exporter: bool) -> Sample:
-    env = Environment(user_classes=[HealthUser], host=host)
-    runner = env.create_local_runner()
-    scraper = None
-    if exporter:
-        port = free_port()
-        os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
-        metrics_server.install(env, "local")
-        scraper = subprocess.Popen(
-            [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}/metrics", str(int(duration) + 2)]
-        )
-    runner.start(users, spawn_rate=users)
-    gevent.sleep(1.0)
-    before = env.stats.total.num_requests
-    meter = Meter().start()
-    gevent.sleep(duration)
-    sample = meter.stop(env.stats.total.num_requests - before)
-    runner.quit()
-    env.events.quitting.fire(environment=env)  # stops the exporter's server
-    if scraper is not None:
-        scraper.kill()
-        scraper.wait()
-    return sample
+class HealthUserOn(HealthUser):
+    pass
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8)
     print(
-        f"exporter: {args.users} users, {args.duration:g}s windows, {args.rounds} rounds "
-        "(off/on once per round, order alternating); generator CPU per request"
+        f"exporter: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
+        f"{args.slices} slices (sides alternating slice by slice); generator CPU per request; "
+        "one scrape per second of exporter-on time"
     )
+    port = free_port()
+    os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
     with pinned(not args.no_pin) as pinning, demo_platform(store="memory") as host:
         pin_url_server(pinning, "demo platform (in-memory store)", host)
-        pinning.report("exporter")
-        samples = run_rounds(
-            args.rounds,
-            ["off", "on"],
-            lambda variant: one_round(host, args.users, args.duration, variant == "on"),
+        scraper = subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}/metrics"],
+            stdin=subprocess.PIPE,
+            text=True,
         )
+        if pinning.plan is not None:
+            pinning.pin("scraper", scraper.pid, pinning.sut)
+        pinning.report("exporter")
+        gate = Gate(["off", "on"])
+        envs = {
+            "off": locust_side(gate, "off", HealthUser, host, args.users),
+            "on": locust_side(
+                gate,
+                "on",
+                HealthUserOn,
+                host,
+                args.users,
+                setup=lambda env: metrics_server.install(env, "local"),
+            ),
+        }
+        on_time = [0.0]
+        slice_s = args.duration / args.slices
+
+        def scrape_when_due(side: str) -> None:
+            if side == "on":
+                on_time[0] += slice_s
+                if on_time[0] >= 1.0:
+                    on_time[0] -= 1.0
+                    assert scraper.stdin is not None
+                    scraper.stdin.write("scrape\n")
+                    scraper.stdin.flush()
+
+        gevent.sleep(1.0)  # spawn, connect
+        try:
+            samples, _ = interleaved_rounds(
+                args.rounds,
+                gate,
+                {side: (lambda env=env: env.stats.total.num_requests) for side, (env, _) in envs.items()},
+                slices=args.slices,
+                slice_s=slice_s,
+                on_open=scrape_when_due,
+            )
+        finally:
+            for env, runner in envs.values():
+                runner.quit()
+                env.events.quitting.fire(environment=env)  # stops the exporter's server
+            scraper.kill()
+            scraper.wait()
     return print_comparison(
         "exporter", "HTTP GET /health", samples, "off", ["on"], target=TARGET, judged="on", unit="req"
     )

@@ -26,9 +26,8 @@ os.environ.setdefault("LOADSTACK_JWT_SECRET", secrets.token_urlsafe(32))
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
 from locust import FastHttpUser, constant, task
-from locust.env import Environment
 
-from bench.common import arguments, pinned, static_server
+from bench.common import Gate, arguments, interleaved_rounds, locust_side, pinned, static_server
 from bench.harness import (
     Comparison,
     Meter,
@@ -39,7 +38,6 @@ from bench.harness import (
     print_comparison,
     print_figure,
     record,
-    run_rounds,
 )
 from loadstack import auth, runcontext
 from loadstack.plugin import UserClassStats
@@ -50,8 +48,6 @@ PATH = "/static"
 
 
 class BareUser(FastHttpUser):
-    wait_time = constant(0)
-
     @task
     def get(self) -> None:
         self.client.get(PATH)
@@ -85,29 +81,6 @@ class LoadstackUser(HttpUser):
         self.client.get(PATH)
 
 
-def locust_round(
-    user_class: type, host: str, users: int, duration: float, server_pid: int
-) -> tuple[Sample, Sample]:
-    """(generator sample, server sample) of one window of ``users`` users of ``user_class``."""
-    env = Environment(user_classes=[user_class], host=host)
-    runner = env.create_local_runner()
-    if user_class is LoadstackUser:
-        UserClassStats(env, "local")  # what the plugin attaches on every worker
-    runner.start(users, spawn_rate=users)
-    gevent.sleep(1.0)  # spawn, connect, warm up
-    before = env.stats.total.num_requests
-    server = Meter([server_pid]).start()
-    meter = Meter().start()
-    gevent.sleep(duration)
-    sample = meter.stop(env.stats.total.num_requests - before)
-    server_sample = server.stop(sample.ops)
-    failures = env.stats.total.num_failures
-    runner.quit()
-    if failures or not sample.ops:
-        raise RuntimeError(f"{user_class.__name__}: {failures} failures against {host}")
-    return sample, server_sample
-
-
 def wrk_round(
     host: str, users: int, duration: float, cores: set[int] | None, server_pid: int
 ) -> tuple[Sample, Sample]:
@@ -134,27 +107,51 @@ def main(argv: list[str] | None = None) -> dict:
     variants = ["bare", "bare+headers", "loadstack"] + (["wrk"] if has_wrk else [])
     print(
         f"http: {args.users} users (wrk: {args.users} connections, 1 thread), {args.duration:g}s windows, "
-        f"{args.rounds} rounds ({', '.join(variants)} once per round, order alternating); CPU per request"
+        f"{args.rounds} rounds, each side's window in {args.slices} slices (sides alternating slice by slice; "
+        "wrk: one run per round); CPU per request"
     )
     if auth.current() is None or auth.current().mode != "local":
         raise SystemExit("http bench: auth mode local could not be set up")
-    servers: dict[str, list[Sample]] = {v: [] for v in variants}
+    sides = {"bare": BareUser, "bare+headers": BareHeadersUser, "loadstack": LoadstackUser}
     with pinned(not args.no_pin) as pinning, static_server() as (host, server_pid):
         if pinning.plan is not None:
             pinning.pin("static server", server_pid, pinning.sut)
             pinning.note(f"wrk -> {cores_text(pinning.generator)}")
         pinning.report("http")
-
-        def one(variant: str) -> Sample:
-            if variant == "wrk":
+        gate = Gate(list(sides))
+        envs = {
+            side: locust_side(
+                gate,
+                side,
+                cls,
+                host,
+                args.users,
+                setup=(lambda env: UserClassStats(env, "local")) if side == "loadstack" else None,
+            )
+            for side, cls in sides.items()
+        }
+        gevent.sleep(1.0)  # spawn, connect
+        try:
+            samples, servers = interleaved_rounds(
+                args.rounds,
+                gate,
+                {side: (lambda env=env: env.stats.total.num_requests) for side, (env, _) in envs.items()},
+                slices=args.slices,
+                slice_s=args.duration / args.slices,
+                also=[server_pid],
+            )
+        finally:
+            for _env, runner in envs.values():
+                runner.quit()
+        failures = {side: env.stats.total.num_failures for side, (env, _) in envs.items()}
+        if any(failures.values()):
+            raise RuntimeError(f"http bench: failed requests {failures}")
+        if has_wrk:
+            samples["wrk"], servers["wrk"] = [], []
+            for _ in range(args.rounds):
                 sample, server = wrk_round(host, args.users, args.duration, pinning.generator, server_pid)
-            else:
-                cls = {"bare": BareUser, "bare+headers": BareHeadersUser, "loadstack": LoadstackUser}[variant]
-                sample, server = locust_round(cls, host, args.users, args.duration, server_pid)
-            servers[variant].append(server)
-            return sample
-
-        samples = run_rounds(args.rounds, variants, one)
+                samples["wrk"].append(sample)
+                servers["wrk"].append(server)
     comparisons = print_comparison(
         "http",
         "HTTP GET (static endpoint)",
