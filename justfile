@@ -47,3 +47,7 @@ bench *names:
     command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the http bench runs without its ceiling"
     bash infra/dev/ensure-services.sh
     {{python}} -m bench "$@"
+
+# Kubernetes: just k8s render [--workers N] [--profile P] [--image I] [--host URL] [--overlay O] | fetch RUN_ID
+k8s *args:
+    {{python}} -m loadstack k8s "$@"

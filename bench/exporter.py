@@ -19,6 +19,7 @@ from locust import task
 
 from bench.common import Gate, arguments, interleaved_rounds, locust_side, pin_url_server, pinned
 from bench.harness import Target, print_comparison
+from loadstack import settings
 from loadstack.metrics import server as metrics_server
 from loadstack.processes import free_port
 from loadstack.users.http import HttpUser
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     port = free_port()
     os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
+    settings.refresh()  # the exporter reads its port from the settings
     with pinned(not args.no_pin) as pinning, demo_platform(store="memory") as host:
         pin_url_server(pinning, "demo platform (in-memory store)", host)
         scraper = subprocess.Popen(

@@ -19,8 +19,7 @@ import secrets
 import shutil
 import subprocess
 
-# Auth mode local for the loadstack side (set before loadstack.auth resolves it, once per process).
-os.environ.setdefault("AUTH_MODE", "local")
+# The signing secret of auth mode local, for the loadstack side (read when settings load).
 os.environ.setdefault("LOADSTACK_JWT_SECRET", secrets.token_urlsafe(32))
 
 import gevent
@@ -40,7 +39,9 @@ from bench.harness import (
     record,
 )
 from loadstack import auth, runcontext
+from loadstack.auth.config import AuthSpec
 from loadstack.plugin import UserClassStats
+from loadstack.profiles import RunSettings
 from loadstack.users.http import RUN_ID_HEADER, HttpUser
 
 TARGET = Target(0.95)
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.rounds} rounds, each side's window in {args.slices} slices (sides alternating slice by slice; "
         "wrk: one run per round); CPU per request"
     )
+    # This process is its own run, with auth mode local (a bench has no launcher to say so).
+    runcontext.adopt(runcontext.new_run_id(), RunSettings(auth=AuthSpec(mode="local")))
     if auth.current() is None or auth.current().mode != "local":
         raise SystemExit("http bench: auth mode local could not be set up")
     sides = {"bare": BareUser, "bare+headers": BareHeadersUser, "loadstack": LoadstackUser}

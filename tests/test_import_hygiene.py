@@ -8,7 +8,8 @@ import sys
 
 def test_runner_cli_demo_do_not_import_locust() -> None:
     code = (
-        "import sys, loadstack.cli, loadstack.runner, loadstack.results, loadstack.data.teardown, "
+        "import sys, loadstack.cli, loadstack.lifecycle, loadstack.launchers.native, loadstack.launchers.compose, "
+        "loadstack.background, loadstack_demo.target, loadstack.results, loadstack.data.teardown, "
         "loadstack.data.seed, loadstack.chains.templates, loadstack_demo.server, loadstack_demo.app\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent'))\n"
         "print(bad)\n"

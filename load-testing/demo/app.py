@@ -22,6 +22,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from loadstack_demo import echo
+from loadstack_demo.attachments import add_order_forms
 from loadstack_demo.auth import (
     LocalTrust,
     OAuthClients,
@@ -34,6 +36,7 @@ from loadstack_demo.auth import (
     parse_form,
     principal_email,
 )
+from loadstack_demo.browser_pages import add_form_login, add_upload_page
 from loadstack_demo.oscilloscope import Oscilloscope, OscilloscopeConfig
 from loadstack_demo.store import MemoryStore, Store
 from loadstack_demo.stream import ConnectionStats, serve_stream
@@ -243,6 +246,8 @@ def create_app(
         orders = await platform.run(platform.store.list_orders, user, limit)
         return {"items": [o.public() for o in orders], "count": len(orders)}
 
+    add_order_forms(app, current_user)  # multipart attachments and urlencoded notes, documented
+
     @app.get("/api/v1/orders/{order_id}", tags=["orders"], responses=documented(404))
     async def get_order(order_id: int, user: User) -> dict:
         order = await platform.run(platform.store.get_order, user, order_id)
@@ -303,6 +308,10 @@ def create_app(
     @app.websocket("/ws/stream")
     async def stream(ws: WebSocket) -> None:
         await serve_stream(ws, platform.ws)
+
+    echo.add_routes(app)  # what a client sent: form fields, multipart uploads, raw bodies
+    add_form_login(app)  # a server-rendered sign-in with a hidden CSRF token, for browser recordings
+    add_upload_page(app)  # a multipart form posting to the upload echo
 
     # A small browser console that walks through the API: what `loadstack import har` is tested on.
     @app.get("/", include_in_schema=False)

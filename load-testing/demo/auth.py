@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+
+from loadstack.settings import current
 
 ISSUER = "loadstack-demo"
 TOKEN_TTL_S = 3600
@@ -65,12 +66,12 @@ class LocalTrust:
 
     @classmethod
     def from_env(cls) -> LocalTrust | None:
-        issuer = os.environ.get("LOADSTACK_DEMO_LOCAL_JWT_ISSUER") or "loadstack-local"
-        key_file = os.environ.get("LOADSTACK_DEMO_LOCAL_JWT_KEY_FILE")
-        if key_file:
-            return cls("RS256", _public_key(Path(key_file).read_bytes()), issuer)
-        secret = os.environ.get("LOADSTACK_DEMO_LOCAL_JWT_SECRET")
-        return cls("HS256", secret, issuer) if secret else None
+        config = current()
+        if config.demo_local_jwt_key_file:
+            key = _public_key(Path(config.demo_local_jwt_key_file).read_bytes())
+            return cls("RS256", key, config.demo_local_jwt_issuer)
+        secret = config.secret("demo_local_jwt_secret")
+        return cls("HS256", secret, config.demo_local_jwt_issuer) if secret else None
 
 
 def _public_key(pem: bytes) -> Any:
@@ -91,13 +92,12 @@ class OAuthClients:
         ttl_s: int | None = None,
         fail_after: int | None = None,
     ) -> None:
-        env = os.environ
-        self.client_id = client_id or env.get("LOADSTACK_DEMO_OAUTH_CLIENT_ID") or "loadstack"
-        self._secret = client_secret or env.get("LOADSTACK_DEMO_OAUTH_CLIENT_SECRET") or ""
-        self.ttl_s = int(ttl_s or env.get("LOADSTACK_DEMO_OAUTH_TOKEN_TTL") or 300)
+        config = current()
+        self.client_id = client_id or config.demo_oauth_client_id or "loadstack"
+        self._secret = client_secret or config.secret("demo_oauth_client_secret") or ""
+        self.ttl_s = int(ttl_s or config.demo_oauth_token_ttl or 300)
         # Simulates a provider outage: after N tokens every request gets 503 (tests a mid-run failure).
-        raw = fail_after if fail_after is not None else env.get("LOADSTACK_DEMO_OAUTH_FAIL_AFTER")
-        self.fail_after = int(raw) if raw not in (None, "") else None
+        self.fail_after = fail_after if fail_after is not None else config.demo_oauth_fail_after
         self.issued = 0
         self._lock = threading.Lock()
 
@@ -132,7 +132,7 @@ class OAuthClients:
 
 class TokenIssuer:
     def __init__(self, secret: str | None = None, local: LocalTrust | None = None) -> None:
-        self._secret = secret or os.environ.get("LOADSTACK_DEMO_SECRET") or secrets.token_urlsafe(32)
+        self._secret = secret or current().secret("demo_secret") or secrets.token_urlsafe(32)
         self.local = local
 
     def _sign(self, claims: dict[str, Any], ttl: int) -> dict[str, Any]:

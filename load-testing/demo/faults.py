@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from loadstack.settings import current
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,9 @@ def parse_slow(spec: str) -> Slowdown:
 
 def from_env(latency_ms: float | None = None, slow: list[str] | None = None) -> list[Slowdown]:
     rules = [parse_slow(s) for s in (slow or [])]
-    env = os.environ.get("LOADSTACK_DEMO_SLOW", "")
-    rules += [parse_slow(s.strip()) for s in env.split(";") if s.strip()]
-    latency = (
-        latency_ms if latency_ms is not None else float(os.environ.get("LOADSTACK_DEMO_LATENCY_MS") or 0)
-    )
+    config = current()
+    rules += [parse_slow(s.strip()) for s in config.demo_slow.split(";") if s.strip()]
+    latency = latency_ms if latency_ms is not None else config.demo_latency_ms
     if latency:
         rules.append(Slowdown("*", latency))
     return rules

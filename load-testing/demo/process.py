@@ -7,7 +7,6 @@ for code that only needs "a demo platform at some URL" for the length of a ``wit
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 
 from loadstack.processes import free_port
+from loadstack.settings import current
 
 
 @contextlib.contextmanager
@@ -29,7 +29,7 @@ def demo_platform(env: dict[str, str] | None = None, store: str = "memory") -> I
         [sys.executable, "-m", "loadstack", "demo", "serve", "--port", str(port), "--store", store],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
+        env=current().child_environment(env),
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -10,27 +10,17 @@ by ``GET /api/status``: never silently.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import Any
 
 import uvicorn
 
+from loadstack.settings import current
 from loadstack_demo import faults
 from loadstack_demo.app import create_app
 from loadstack_demo.store import MemoryStore, Store
 
 log = logging.getLogger("loadstack.demo")
-
-DEFAULTS = {
-    "LOADSTACK_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:5432/test",
-    "LOADSTACK_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
-    "LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
-}
-
-
-def setting(name: str) -> str:
-    return os.environ.get(name) or DEFAULTS[name]
 
 
 def make_store(kind: str) -> tuple[Store, bool, str]:
@@ -44,15 +34,25 @@ def make_store(kind: str) -> tuple[Store, bool, str]:
     from loadstack.masking import mask_patterns
     from loadstack_demo.backend_store import BackendStore
 
-    wait = float(os.environ.get("LOADSTACK_DEMO_STARTUP_WAIT", "30")) if kind == "backend" else 0.0
+    config = current()
+    from loadstack import safety
+
+    for what, url in (
+        ("PostgreSQL", config.postgres_dsn),
+        ("RabbitMQ", config.amqp_url),
+        ("Redis", config.redis_url),
+    ):
+        try:  # the demo is loadstack's own process: the same target rule as the load generators
+            safety.check_target(url, allow_remote=config.allow_remote, what=what, environ=config.environ)
+        except safety.RemoteTargetError as exc:
+            if kind == "backend":
+                raise SystemExit(f"demo platform: {exc}") from None
+            return MemoryStore(), False, f"backend refused ({exc})"
+    wait = config.demo_startup_wait if kind == "backend" else 0.0
     deadline = time.monotonic() + wait
     while True:
         try:
-            store = BackendStore(
-                setting("LOADSTACK_POSTGRES_DSN"),
-                setting("LOADSTACK_AMQP_URL"),
-                setting("LOADSTACK_REDIS_URL"),
-            )
+            store = BackendStore(config.postgres_dsn, config.amqp_url, config.redis_url)
         except Exception as exc:
             if time.monotonic() < deadline:
                 time.sleep(1)
@@ -75,7 +75,7 @@ def serve(
     log_level: str = "warning",
 ) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully)."""
-    kind = store or os.environ.get("LOADSTACK_DEMO_STORE", "auto")
+    kind = store or current().demo_store
     rules = faults.from_env(latency_ms, slow)
     chosen, blocking, why = make_store(kind)
     app = create_app(chosen, blocking_store=blocking)
@@ -104,4 +104,5 @@ def consume() -> None:
     from loadstack_demo.consumer import OrderConsumer
 
     logging.basicConfig(format="%(message)s")
-    OrderConsumer(setting("LOADSTACK_AMQP_URL"), setting("LOADSTACK_REDIS_URL")).run()
+    config = current()
+    OrderConsumer(config.amqp_url, config.redis_url).run()

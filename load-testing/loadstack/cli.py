@@ -14,12 +14,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from loadstack import __version__, profiles, runner
+from loadstack import __version__, exitcodes, k8s, lifecycle, profiles, settings
 from loadstack.configfile import ConfigError
+from loadstack.importers import commands as import_commands
+from loadstack.masking import Masker
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -69,8 +70,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _request(args: argparse.Namespace) -> runner.RunRequest:
-    return runner.RunRequest(
+def _request(args: argparse.Namespace) -> lifecycle.RunRequest:
+    return lifecycle.RunRequest(
         profile=args.profile,
         users=args.users,
         spawn_rate=args.spawn_rate,
@@ -87,65 +88,104 @@ def _request(args: argparse.Namespace) -> runner.RunRequest:
         skip_teardown=args.skip_teardown,
         scenario=args.scenario,
         auth_mode=args.auth_mode,
+        mode=args.mode,
+        offline=args.offline,
+        down=getattr(args, "down", False),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from loadstack import compose
-
-    if compose.use_docker(args.mode):
-        return compose.run(_request(args), offline=args.offline, down=args.down)
-    return runner.run(_request(args), argv=["loadstack", *sys.argv[1:]])
+    return lifecycle.run(_request(args))
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from loadstack import compose
+    from loadstack import background
+    from loadstack.launchers import compose
 
     if args.foreground:
-        return runner.ui_foreground(_request(args))
-    if compose.use_docker(args.mode):
-        return compose.ui(_request(args), offline=args.offline)
+        return background.foreground(_request(args))
+    if args.mode == "docker" or (args.mode is None and compose.auto_mode()[0] == "docker"):
+        return compose.ui(_request(args))
     forwarded = [a for a in sys.argv[2:] if a != "--foreground"]
-    return runner.ui(_request(args), forwarded)
+    return background.start(_request(args), forwarded)
 
 
-def _container_request(args: argparse.Namespace) -> runner.RunRequest:
-    """Settings of a container role: flags, else the environment compose passes."""
-    env = os.environ
-    return runner.RunRequest(
-        profile=args.profile or env.get("LOADSTACK_PROFILE") or "platform",
-        host=env.get("LOCUST_HOST"),
-        workers=int(env["LOADSTACK_WORKERS"]) if env.get("LOADSTACK_WORKERS") else None,
-        run_id=env.get("LOADSTACK_RUN_ID") or None,
-        results_dir=env.get("LOADSTACK_RESULTS_DIR") or None,
-        skip_seed=env.get("LOADSTACK_SKIP_SEED") == "1",
-        skip_teardown=env.get("LOADSTACK_SKIP_TEARDOWN") == "1",
-        sut_version=env.get("LOADSTACK_SUT_VERSION") or None,
-        web_port=int(env.get("LOADSTACK_WEB_PORT_IN_CONTAINER", "8089")),
-        external_workers=True,
-        bind="0.0.0.0",  # inside the compose network; host ports are published on 127.0.0.1 only
-        master_host=args.master_host,
-        master_port=5557,
+def _role_run(args: argparse.Namespace) -> profiles.RunSettings:
+    """The run of a container/pod role: flags, else the environment (LOADSTACK_PROFILE, ...)."""
+    return profiles.resolve(
+        args.profile or settings.current().profile or "platform",
+        users=getattr(args, "users", None),
+        spawn_rate=getattr(args, "spawn_rate", None),
+        run_time=getattr(args, "run_time", None),
+        host=getattr(args, "host", None),
+        allow_remote=getattr(args, "allow_remote", False),
     )
 
 
 def cmd_master(args: argparse.Namespace) -> int:
-    request = _container_request(args)
-    headless = args.headless or os.environ.get("LOADSTACK_MODE", "ui") == "headless"
-    if headless:
-        return runner.run(request, argv=["loadstack", *sys.argv[1:]])
-    return runner.ui_foreground(request)
+    """Become the Locust master of a run (compose ``master`` service, a Kubernetes Job)."""
+    from loadstack import paths, runcontext
+    from loadstack.launchers import locust
+
+    run = _role_run(args)
+    run_id = runcontext.check_run_id(args.run_id or settings.current().run_id or runcontext.new_run_id())
+    headless = args.headless or settings.current().container_mode == "headless"
+    argv = locust.master_argv(
+        run,
+        headless=headless,
+        expect_workers=args.expect_workers or run.workers,
+        bind_host=args.bind,
+        bind_port=args.master_port,
+        web_host=args.bind,
+        web_port=args.web_port,
+    )
+    results_root = Path(args.results_dir) if args.results_dir else paths.results_root()
+    env = locust.environment(run, run_id, results_root, launcher="loadstack master")
+    os.execvpe(argv[0], argv, env)
+    return exitcodes.OK  # not reached: this process became the Locust master
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    runner.worker_exec(_container_request(args))
-    return runner.EXIT_OK  # not reached: the process became the Locust worker
+    """Become a Locust worker (compose ``worker`` service, a Kubernetes Deployment); it joins the master's run."""
+    from loadstack.launchers import locust
+
+    run = _role_run(args)
+    argv = locust.worker_argv(run, master_host=args.master_host, master_port=args.master_port)
+    os.execvpe(argv[0], argv, settings.current().child_environment({"PYTHONUNBUFFERED": "1"}))
+    return exitcodes.OK  # not reached: this process became the Locust worker
+
+
+def cmd_check(_: argparse.Namespace) -> int:
+    """The master's input checks on the run in this environment, without starting anything."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Monkey-patching ssl")
+    from locust.util.load_locustfile import load_locustfile
+
+    from loadstack import checks, runcontext
+
+    run = runcontext.current().settings
+    available: list[str] = []
+    if run.locustfile:
+        try:
+            available = sorted(load_locustfile(run.locustfile)[0])
+        except Exception as exc:  # whatever the user's file raises on import is reported, not re-raised
+            print(
+                f"{run.locustfile}: the locustfile failed to load: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
+            return exitcodes.BAD_INPUT
+    found = checks.problems(run, settings.current(), available, run.host)
+    for problem in found:
+        print(Masker.from_env()(problem), file=sys.stderr)
+    return exitcodes.BAD_INPUT if found else exitcodes.OK
 
 
 def cmd_stop(_: argparse.Namespace) -> int:
-    from loadstack import compose
+    from loadstack import background
+    from loadstack.launchers import compose
 
-    code = runner.stop()
+    code = background.stop()
     if compose.running():
         print("stopping the compose stack (volumes are kept; `just stack down` removes them) …")
         compose.Compose(offline=compose.offline_wanted()).run("down", "--remove-orphans")
@@ -153,9 +193,10 @@ def cmd_stop(_: argparse.Namespace) -> int:
 
 
 def cmd_status(_: argparse.Namespace) -> int:
-    from loadstack import compose
+    from loadstack import background
+    from loadstack.launchers import compose
 
-    code = runner.status()
+    code = background.status()
     if compose.running():
         print("compose stack:")
         compose.stack("ps")
@@ -163,7 +204,7 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from loadstack import compose
+    from loadstack.launchers import compose
 
     return compose.stack(args.action, offline=args.offline, workers=args.workers, follow=args.follow)
 
@@ -178,7 +219,7 @@ def cmd_profile_validate(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
         else:
             print(f"{path}: ok")
-    return runner.EXIT_BAD_INPUT if bad else runner.EXIT_OK
+    return exitcodes.BAD_INPUT if bad else exitcodes.OK
 
 
 def cmd_profile_show(args: argparse.Namespace) -> int:
@@ -188,7 +229,7 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(yaml.safe_dump(data, sort_keys=False), end="")
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_chain_validate(args: argparse.Namespace) -> int:
@@ -203,10 +244,10 @@ def cmd_chain_validate(args: argparse.Namespace) -> int:
         chains = load_all([(f, 1.0) for f in args.files])
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     for chain in chains:
         print(f"{chain.source}: ok ({chain.name}, {len(chain.walk())} steps)")
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def _summaries_dir(args: argparse.Namespace) -> Path:
@@ -241,7 +282,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     missing = [r for r, s in summaries if s is None]
     if missing:
         print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     incomplete = [r for r, s in summaries if s is not None and not {"run_id", "totals"} <= s.keys()]
     if incomplete:
         print(
@@ -249,7 +290,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "(not written by a finished loadstack run); leave it out or rerun",
             file=sys.stderr,
         )
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     docs = [s for _, s in summaries if s is not None]
     out = Path(args.output) if args.output else root / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +298,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"combined report ({len(docs)} runs): {out}")
     print("\n".join(describe_run(results.run_dir(root, docs[-1]["run_id"]))))
     print(f"Grafana dashboard (compose stack): {grafana_url(docs[-1]['run_id'])}")
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -270,7 +311,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     current = _load_summary(root, args.run_id)
     if current is None:
         print(f"loadstack compare: no results for {args.run_id} under {root}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     baseline_id = args.baseline
     if baseline_id == "latest-passing":
         passing = [
@@ -283,12 +324,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 f"loadstack compare: no passing run in {root / 'history.jsonl'} to compare with; pass --baseline RUN_ID",
                 file=sys.stderr,
             )
-            return runner.EXIT_BAD_INPUT
+            return exitcodes.BAD_INPUT
         baseline_id = chosen[0]["run_id"]
     baseline = _load_summary(root, baseline_id)
     if baseline is None:
         print(f"loadstack compare: no results for baseline {baseline_id} under {root}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     settings = Settings(
         p95_tolerance=args.p95_tolerance,
         p95_min_ms=args.p95_min_ms,
@@ -302,7 +343,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     results.write_json(stem.with_suffix(".json"), comparison.as_dict())
     stem.with_suffix(".html").write_text(comparison_page(comparison, baseline, current), encoding="utf-8")
     print(f"\ncomparison: {stem.with_suffix('.html')} (and .json)")
-    return runner.EXIT_REGRESSION if comparison.regressions else runner.EXIT_OK
+    return exitcodes.REGRESSION if comparison.regressions else exitcodes.OK
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -322,16 +363,16 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
             parse_slow(spec)
     except ValueError as exc:
         print(f"loadstack demo serve: --slow: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     serve(args.host, args.port, store=args.store, latency_ms=args.latency_ms, slow=args.slow)
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_demo_consumer(_: argparse.Namespace) -> int:
     from loadstack_demo.server import consume
 
     consume()
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
@@ -349,7 +390,7 @@ def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
             info = inspector.info(args.queue)
     except InspectError as exc:
         print(f"loadstack inspect rabbitmq: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     if args.json:
         print(
             json.dumps(
@@ -358,7 +399,7 @@ def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
         )
     else:
         print(format_messages(info, messages))
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_inspect_redis(args: argparse.Namespace) -> int:
@@ -370,106 +411,32 @@ def cmd_inspect_redis(args: argparse.Namespace) -> int:
         inspector.close()
     except InspectError as exc:
         print(f"loadstack inspect redis: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
+        return exitcodes.BAD_INPUT
     if args.json:
         print(json.dumps([r.to_json() for r in reports], indent=2, default=str))
     else:
         print(format_reports(reports))
-    return runner.EXIT_OK
+    return exitcodes.OK
 
 
 def cmd_auth_check(args: argparse.Namespace) -> int:
-    from loadstack import safety
+    from loadstack import checks
     from loadstack.auth import AuthConfigError, preflight
 
     try:
-        settings = profiles.resolve(args.profile, host=args.host, auth_mode=args.auth_mode)
-        host = settings.host
-        if not host:
+        run = profiles.resolve(
+            args.profile, host=args.host, auth_mode=args.auth_mode, allow_remote=args.allow_remote
+        )
+        if not run.host:
             raise AuthConfigError("give --host (the service to show the token to)")
-        allow_remote = args.allow_remote or os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1"
-        safety.check_target(host, allow_remote=allow_remote, what="host")
-        if settings.auth.get("token_url"):
-            safety.check_target(settings.auth["token_url"], allow_remote=allow_remote, what="token URL")
-        print(preflight.check(settings.auth, host))
+        refused = checks.aim(run, settings.current(), run.host)
+        if refused:
+            raise AuthConfigError(refused[0])
+        print(preflight.check(run.auth.model_dump(), run.host, allow_remote=run.allow_remote))
     except (AuthConfigError, ValueError) as exc:
         print(f"loadstack auth check: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-    return runner.EXIT_OK
-
-
-def _write_import(scenario: Any, args: argparse.Namespace, source: str, style: str, dropped: str = "") -> int:
-    from loadstack.importers import output
-
-    command = f"loadstack import {args.import_command} {Path(source).name if '://' not in source else source}"
-    text = output.render(scenario, args.format, output.header(scenario, command, source), style=style)
-    where = output.write(text, args.output, force=args.force)
-    for line in ([dropped] if dropped else []) + output.summary(scenario):
-        print(f"import: {line}", file=sys.stderr)
-    if where != "stdout":
-        print(f"import: wrote {where} ({args.format})", file=sys.stderr)
-    return runner.EXIT_OK
-
-
-def cmd_import_har(args: argparse.Namespace) -> int:
-    from loadstack.durations import parse_duration
-    from loadstack.importers import ImportProblem, correlate, har
-
-    try:
-        doc = har.load(args.file)
-        selection = har.select(doc, include=args.include, exclude=args.exclude, keep_static=args.keep_static)
-        if not selection.kept:
-            raise ImportProblem(f"{args.file}: no API calls left after filtering ({dict(selection.dropped)})")
-        origin = har.main_origin(selection.kept)
-        others = [r for r in selection.kept if r.origin != origin]
-        if others:
-            selection.dropped[f"other origins than {origin}"] += len(others)
-            selection.kept = [r for r in selection.kept if r.origin == origin]
-        name = args.name or Path(args.file).stem
-        scenario = correlate.scenario_from(
-            selection.kept,
-            name=_step_safe(name),
-            description=f"Recorded with {selection.creator} against {origin}",
-            min_think=parse_duration(args.min_think),
-            max_think=parse_duration(args.max_think),
-        )
-        kept = len(selection.kept)
-        total = kept + sum(selection.dropped.values())
-        detail = ", ".join(f"{n} {why}" for why, n in selection.dropped.most_common())
-        dropped = f"kept {kept} API calls of {total} entries" + (
-            f"; dropped {sum(selection.dropped.values())}: {detail}" if detail else ""
-        )
-        return _write_import(scenario, args, args.file, "session", dropped)
-    except (ImportProblem, ValueError) as exc:
-        print(f"loadstack import har: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-
-
-def cmd_import_openapi(args: argparse.Namespace) -> int:
-    from loadstack.importers import ImportProblem, openapi
-
-    try:
-        doc = openapi.load(args.source, allow_remote=args.allow_remote)
-        scenario = openapi.scenario_from(
-            doc, name=_step_safe(args.name) if args.name else None, seed=args.seed
-        )
-        return _write_import(scenario, args, args.source, "tasks")
-    except (ImportProblem, ValueError) as exc:
-        print(f"loadstack import openapi: {exc}", file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-
-
-def _step_safe(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-")[:64] or "imported"
-
-
-def _import_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", "-o", help="file to write (default: stdout); never replaced without --force")
-    p.add_argument("--format", choices=["chain", "locustfile"], default="chain", help="default: chain")
-    p.add_argument("--name", help="scenario name (default: from the input)")
-    p.add_argument("--force", action="store_true", help="replace --output if it exists")
+        return exitcodes.BAD_INPUT
+    return exitcodes.OK
 
 
 def _positive_int(text: str) -> int:
@@ -499,15 +466,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
 
-    p = sub.add_parser("master", help="container role: the Locust master of a run (web UI, or --headless)")
+    p = sub.add_parser(
+        "master", help="container/pod role: the Locust master of a run (web UI, or --headless)"
+    )
     p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
     p.add_argument("--headless", action="store_true", help="a headless run (default: $LOADSTACK_MODE)")
-    p.add_argument("--master-host", default="master", help=argparse.SUPPRESS)
+    p.add_argument("--expect-workers", type=_positive_int, help="default: the profile's workers")
+    p.add_argument("--bind", default="0.0.0.0", help="address for workers and the web UI (default 0.0.0.0)")
+    p.add_argument("--master-port", type=int, default=5557)
+    p.add_argument("--web-port", type=int, default=8089)
+    p.add_argument("--run-id", help="default $LOADSTACK_RUN_ID, else a new one (workers take the master's)")
+    p.add_argument("--results-dir", help="where results/<run_id>/ goes (default ./results)")
+    p.add_argument("--host", help="system under test (default: the profile's host / LOCUST_HOST)")
+    p.add_argument("--allow-remote", action="store_true", help="permit a target that is not local")
+    p.add_argument("--users", "-u", type=int)
+    p.add_argument("--spawn-rate", "-r", type=float)
+    p.add_argument("--run-time", "-t")
     p.set_defaults(handler=cmd_master)
-    p = sub.add_parser("worker", help="container role: a Locust worker of the master's run")
-    p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform")
+    p = sub.add_parser("worker", help="container/pod role: a Locust worker; it joins the master's run")
+    p.add_argument("--profile", help="default $LOADSTACK_PROFILE or platform (for the locustfile)")
     p.add_argument("--master-host", default="master", help="default: master (the compose service)")
+    p.add_argument("--master-port", type=int, default=5557)
     p.set_defaults(handler=cmd_worker)
+    p = sub.add_parser("check", help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_check)
 
     sub.add_parser("stop", help="stop the background web UI stack").set_defaults(handler=cmd_stop)
     p = sub.add_parser("stack", help="the compose stack: up | down | logs | ps")
@@ -567,26 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+")
     p.set_defaults(handler=cmd_chain_validate)
 
-    imp = sub.add_parser(
-        "import", help="generate a chain or locustfile from a HAR recording or OpenAPI"
-    ).add_subparsers(dest="import_command", required=True, metavar="SOURCE")
-    p = imp.add_parser("har", help="a browser recording (DevTools: Network → Save all as HAR)")
-    p.add_argument("file")
-    _import_flags(p)
-    p.add_argument(
-        "--include", action="append", metavar="GLOB", help="keep only matching host/path (repeatable)"
-    )
-    p.add_argument("--exclude", action="append", metavar="GLOB", help="drop matching host/path (repeatable)")
-    p.add_argument("--keep-static", action="store_true", help="keep static assets and page loads")
-    p.add_argument("--max-think", default="5s", help="cap recorded think times (default 5s)")
-    p.add_argument("--min-think", default="100ms", help="ignore shorter gaps (default 100ms)")
-    p.set_defaults(handler=cmd_import_har)
-    p = imp.add_parser("openapi", help="every operation of an OpenAPI 3 document (URL or file)")
-    p.add_argument("source", metavar="URL|FILE")
-    _import_flags(p)
-    p.add_argument("--seed", type=int, default=1234, help="for generated values (default 1234)")
-    p.add_argument("--allow-remote", action="store_true", help="fetch the document from a non-local URL")
-    p.set_defaults(handler=cmd_import_openapi)
+    import_commands.add_parsers(sub)
 
     authp = sub.add_parser("auth", help="auth modes").add_subparsers(
         dest="auth_command", required=True, metavar="ACTION"
@@ -651,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_demo_serve)
     p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
     p.set_defaults(handler=cmd_demo_consumer)
+    k8s.register(sub)
     return parser
 
 
@@ -662,12 +626,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
-        return runner.EXIT_BAD_INPUT
-    except runner.RunError as exc:
+        return exitcodes.BAD_INPUT
+    except lifecycle.RunError as exc:
         print(f"loadstack: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return runner.EXIT_INTERRUPTED
+        return exitcodes.INTERRUPTED
 
 
 if __name__ == "__main__":

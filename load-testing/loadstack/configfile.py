@@ -107,6 +107,8 @@ def validate(model: type[M], data: Any, node: yaml.Node | None, path: Path | str
     """Validate ``data`` against ``model``; every error names the file, line and field path."""
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(str(path), 1, "", "expected a mapping of fields at the top level")])
+    # `file` tells validators the data comes from a user's file (fields loadstack sets are refused).
+    context = {"file": True, **context} if isinstance(context, dict) else (context or {"file": True})
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:

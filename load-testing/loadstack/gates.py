@@ -14,7 +14,7 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from loadstack import configfile
 from loadstack.durations import Seconds
@@ -65,6 +65,19 @@ class GateTarget(BaseModel):
         return " ".join([*parts, f"type={self.request_type}"] if self.request_type else parts)
 
 
+class GateSource(BaseModel):
+    """Where a gate was written, for messages that point at the line."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str
+    line: int | None = None
+    field: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line if self.line is not None else '?'}: {self.field}"
+
+
 class Gate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,12 +92,16 @@ class Gate(BaseModel):
     chain_success_rate_min: float | None = Rate
     abort_on_breach: bool = False
     grace: Seconds = 0
+    source: GateSource | None = Field(default=None, description="set by loadstack, not in files")
 
     @model_validator(mode="before")
     @classmethod
-    def _total_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("target") == "total":
-            return {**data, "target": {"total": True}}
+    def _total_shorthand(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            if info.context and info.context.get("file") and "source" in data:
+                raise ValueError("source: unknown field (check the spelling; see the documented fields)")
+            if data.get("target") == "total":
+                return {**data, "target": {"total": True}}
         return data
 
     @model_validator(mode="after")
@@ -106,27 +123,21 @@ class SloFile(BaseModel):
     thresholds: list[Gate] = Field(min_length=1)
 
 
-def load_slo(path: Path) -> list[dict[str, Any]]:
+def load_slo(path: Path) -> list[Gate]:
     """Gates of an SLO file, each with its source (file, line, field) for later messages."""
     data, node = configfile.read_document(path)
     slo = configfile.validate(SloFile, data, node, path)
     return with_sources(slo.thresholds, path, node, "thresholds")
 
 
-def with_sources(gates: list[Gate], path: Path, node: Any, field: str) -> list[dict[str, Any]]:
+def with_sources(gates: list[Gate], path: Path, node: Any, field: str) -> list[Gate]:
     out = []
     for i, gate in enumerate(gates):
         loc = (field, i)
-        out.append(
-            {
-                **gate.model_dump(exclude_none=True),
-                "source": {
-                    "file": str(path),
-                    "line": configfile.line_of(node, loc),
-                    "field": configfile.field_path(loc),
-                },
-            }
+        source = GateSource(
+            file=str(path), line=configfile.line_of(node, loc), field=configfile.field_path(loc)
         )
+        out.append(gate.model_copy(update={"source": source}))
     return out
 
 
@@ -165,24 +176,25 @@ def merge_rows(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return figures
 
 
-def select(target: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | None:
+def covers(target: GateTarget, row: dict[str, Any]) -> bool:
+    """Whether a request row of summary.json (``type``, ``name``) is one a name/type target means."""
+    return (not target.name or fnmatch.fnmatchcase(row["name"], target.name)) and (
+        not target.request_type or row["type"] == target.request_type
+    )
+
+
+def select(target: GateTarget, summary: dict[str, Any]) -> dict[str, Any] | None:
     """The figures a target refers to, or None when it matches nothing."""
-    if target.get("total"):
+    if target.total:
         figures = dict(summary["totals"])
-    elif target.get("user_class"):
-        rows = [r for r in summary.get("user_classes", []) if r["user_class"] == target["user_class"]]
+    elif target.user_class:
+        rows = [r for r in summary.get("user_classes", []) if r["user_class"] == target.user_class]
         figures = dict(rows[0]) if rows else None
-    elif target.get("chain"):
-        rows = [r for r in summary["requests"] if r["type"] == "CHAIN" and r["name"] == target["chain"]]
+    elif target.chain:
+        rows = [r for r in summary["requests"] if r["type"] == "CHAIN" and r["name"] == target.chain]
         figures = dict(rows[0]) if rows else None
     else:
-        rows = [
-            r
-            for r in summary["requests"]
-            if (not target.get("name") or fnmatch.fnmatchcase(r["name"], target["name"]))
-            and (not target.get("request_type") or r["type"] == target["request_type"])
-        ]
-        figures = merge_rows(rows)
+        figures = merge_rows([r for r in summary["requests"] if covers(target, r)])
     if figures is None or not figures.get("count"):
         return None
     figures["error_rate"] = figures["failures"] / figures["count"]
@@ -190,23 +202,20 @@ def select(target: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any] | 
     return figures
 
 
-def evaluate(gates: list[dict[str, Any]], summary: dict[str, Any]) -> list[dict[str, Any]]:
+def evaluate(gates: list[Gate], summary: dict[str, Any]) -> list[dict[str, Any]]:
     """One result per gate threshold: target, metric, threshold, actual, status (pass/fail/error)."""
     results = []
     for index, gate in enumerate(gates):
-        target = gate["target"]
-        label = GateTarget.model_validate(target).label()
-        figures = select(target, summary)
-        for metric in (k for k in METRICS if k in gate):
-            threshold = gate[metric]
+        label = gate.target.label()
+        figures = select(gate.target, summary)
+        for metric, threshold in gate.thresholds().items():
             row: dict[str, Any] = {"gate": index, "target": label, "metric": metric, "threshold": threshold}
             if figures is None:
-                source = gate.get("source") or {}
+                where = str(gate.source) if gate.source else "?:?: "
                 row.update(
                     status="error",
                     actual=None,
-                    message=f"{source.get('file', '?')}:{source.get('line', '?')}: {source.get('field', '')}.target: "
-                    f"{label} matches no request of this run",
+                    message=f"{where}.target: {label} matches no request of this run",
                 )
             else:
                 figure, op = METRICS[metric]

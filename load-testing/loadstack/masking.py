@@ -8,7 +8,6 @@ token that leaks into an exception message is still hidden.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,7 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 MASK = "***"
 
 # Environment variable names whose values are secrets in full.
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH|COOKIE)", re.I)
+SECRET_NAME = re.compile(
+    r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTHORIZATION|COOKIE|CLAIMS|SESSION)",
+    re.I,
+)
 # Names whose values are URLs/DSNs that may carry a password.
 URL_NAME = re.compile(r"(DSN|URL|URI|HOST)$", re.I)
 
@@ -27,11 +29,13 @@ _AUTH_HEADER = re.compile(
 )
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b")
 _KV_SECRET = re.compile(
-    r"(?P<k>\b(?:password|passwd|client_secret|secret|token|access_token|api_key)\b['\"]?\s*[:=]\s*['\"]?)[^\s'\",&}]+",
+    r"(?P<k>\b(?:password|passwd|client_secret|secret|token|access_token|api_key)\b['\"]?\s*[:=]\s*)"
+    r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s'\",&}]+)",
     re.I,
 )
 
-# Names that match SECRET_NAME but hold settings, not secrets (AUTH_MODE, LOADSTACK_JWT_KEY_FILE).
+# Names that match SECRET_NAME but hold settings, not secrets (LOADSTACK_JWT_KEY_FILE). A client id is
+# not a secret either: masking the default client id `loadstack` would garble every path.
 _NOT_SECRET = (
     "_MODE",
     "_FILE",
@@ -42,6 +46,7 @@ _NOT_SECRET = (
     "_ISSUER",
     "_SUBJECT",
     "_CLIENT_AUTH",
+    "_CLIENT_ID",
 )
 
 # Short values would mask ordinary words; real secrets are longer.
@@ -59,6 +64,11 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{netloc}"))
+
+
+def mask_dsn(dsn: str) -> str:
+    """A URL or a libpq keyword DSN (``host=h password=p``) with its password masked."""
+    return mask_patterns(mask_url(dsn))
 
 
 def mask_patterns(text: str) -> str:
@@ -104,7 +114,11 @@ class Masker:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Masker:
-        return cls(secret_values_from_env(os.environ if environ is None else environ))
+        if environ is None:
+            from loadstack.settings import current
+
+            environ = current().environ
+        return cls(secret_values_from_env(environ))
 
     def add(self, *secrets: str) -> None:
         new = {s for s in secrets if s and len(s) >= _MIN_LITERAL} - self._secrets

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from loadstack.settings import current
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 # The repository root when installed with ``pip install -e .`` (or run from a checkout).
@@ -12,7 +13,7 @@ SOURCE_ROOT = PACKAGE_DIR.parents[1]
 
 def project_root() -> Path:
     """The loadstack checkout in use: ``$LOADSTACK_HOME``, else the nearest parent with ``profiles/``."""
-    if home := os.environ.get("LOADSTACK_HOME"):
+    if home := current().home:
         return Path(home).resolve()
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
@@ -23,7 +24,7 @@ def project_root() -> Path:
 
 def profile_dirs() -> list[Path]:
     dirs = []
-    if env_dir := os.environ.get("LOADSTACK_PROFILES_DIR"):
+    if env_dir := current().profiles_dir:
         dirs.append(Path(env_dir))
     dirs += [Path.cwd() / "profiles", project_root() / "profiles", SOURCE_ROOT / "profiles"]
     unique: list[Path] = []
@@ -34,19 +35,14 @@ def profile_dirs() -> list[Path]:
 
 
 def results_root() -> Path:
-    return Path(os.environ.get("LOADSTACK_RESULTS_DIR") or project_root() / "results")
+    return current().results_dir or project_root() / "results"
 
 
 def state_dir() -> Path:
     """Run state of background stacks (``loadstack ui``), so ``stop``/``status`` can find them."""
-    return Path(os.environ.get("LOADSTACK_STATE_DIR") or project_root() / ".loadstack")
+    return current().state_dir or project_root() / ".loadstack"
 
 
 def hooks_locustfile() -> Path:
     """The locustfile that wires loadstack's listeners into any Locust process."""
     return PACKAGE_DIR / "_hooks" / "loadstack_hooks.py"
-
-
-def stages_locustfile() -> Path:
-    """The locustfile that contributes the profile-driven ``LoadTestShape``."""
-    return PACKAGE_DIR / "_hooks" / "loadstack_shape.py"

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # locust is imported only inside Locust processes (it gevent-patches on import)
     from locust.stats import RequestStats, StatsEntry
 
+    from loadstack.gates import GateTarget
+
 SCHEMA_VERSION = 1
 PERCENTILES = {"p50_ms": 0.50, "p90_ms": 0.90, "p95_ms": 0.95, "p99_ms": 0.99}
 
@@ -185,25 +187,23 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
-def row_gate_results(row: dict[str, Any], summary: dict[str, Any]) -> str:
+def row_gate_results(row: dict[str, Any], summary: dict[str, Any], targets: list[GateTarget]) -> str:
     """``pass``/``fail`` of the gates whose target covers this row ("" when none does)."""
-    import fnmatch
+    from loadstack.gates import covers
 
     statuses = []
     for result in summary.get("gates") or []:
-        target = (summary.get("_gate_targets") or {}).get(result["gate"])
-        if target is None:
+        if result["gate"] >= len(targets):
             continue
-        if target.get("total"):
+        target = targets[result["gate"]]
+        if target.total:
             covered = row["type"] == "" and row["name"] == "Aggregated"
-        elif target.get("chain"):
-            covered = row["type"] == "CHAIN" and row["name"] == target["chain"]
-        elif target.get("user_class"):
+        elif target.chain:
+            covered = row["type"] == "CHAIN" and row["name"] == target.chain
+        elif target.user_class:
             covered = False
         else:
-            covered = (not target.get("name") or fnmatch.fnmatchcase(row["name"], target["name"])) and (
-                not target.get("request_type") or row["type"] == target["request_type"]
-            )
+            covered = covers(target, row)
         if covered:
             statuses.append(result["status"])
     if not statuses:
@@ -211,17 +211,16 @@ def row_gate_results(row: dict[str, Any], summary: dict[str, Any]) -> str:
     return "fail" if any(s != "pass" for s in statuses) else "pass"
 
 
-def write_summary_csv(summary: dict[str, Any], path: Path, gate_targets: dict[int, dict[str, Any]]) -> None:
+def write_summary_csv(summary: dict[str, Any], path: Path, gate_targets: list[GateTarget]) -> None:
     """``summary.csv``: one row per request name/type with the key figures and its gate result, then totals."""
     import csv
 
-    doc = {**summary, "_gate_targets": gate_targets}
     rows = [*summary["requests"], {"type": "", "name": "Aggregated", **summary["totals"]}]
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "gate": row_gate_results(row, doc)})
+            writer.writerow({**row, "gate": row_gate_results(row, summary, gate_targets)})
 
 
 def print_table(summary: dict[str, Any]) -> None:

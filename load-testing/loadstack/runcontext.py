@@ -1,23 +1,29 @@
-"""The contract between ``loadstack run`` and the Locust processes it starts.
+"""The run a Locust process belongs to: its id, its settings, and where its results go.
 
-The runner passes everything through the environment (``LOADSTACK_RUN_ID``,
-``LOADSTACK_RUN_DIR``, ``LOADSTACK_RUN_SETTINGS``) because that is the one
-channel that works the same for local processes, ``--processes`` forks and
-containers.  A Locust process started by hand simply has no run context and
-gets a generated run id.
+A process finds its run in its environment (:mod:`loadstack.settings`), most
+specific first:
+
+* ``LOADSTACK_RUN_SETTINGS``: the resolved run, as a launcher (``loadstack run``,
+  ``loadstack master``) passes it to the Locust processes it starts;
+* ``LOADSTACK_PROFILE``: a profile to resolve here, for a master or worker
+  started by anything else (plain ``locust``, a container, a Kubernetes pod);
+* neither: an ad-hoc run with loadstack's defaults and no gates.
+
+A worker then adopts the master's run when it connects (see
+:func:`loadstack.master.welcome`), so a run has one id even when nobody set
+``LOADSTACK_RUN_ID`` on every host.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from loadstack import paths, profiles, settings
+from loadstack.profiles import RunSettings
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -38,20 +44,50 @@ def check_run_id(run_id: str) -> str:
 @dataclass(frozen=True)
 class RunContext:
     run_id: str
-    run_dir: Path | None
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: RunSettings
+    results_root: Path
 
     @property
     def profile(self) -> str:
-        return str(self.settings.get("profile") or "adhoc")
+        return self.settings.profile
+
+    @property
+    def run_dir(self) -> Path:
+        return self.results_root / self.run_id
 
 
-@cache
+_current: RunContext | None = None
+
+
+def load(config: settings.Settings | None = None) -> RunContext:
+    """The run described by an environment (see the module docstring)."""
+    config = config or settings.current()
+    if config.run_settings:
+        run = RunSettings.model_validate_json(config.run_settings)
+    elif config.profile:
+        run = profiles.resolve(config.profile, env=config)
+    else:
+        run = RunSettings(
+            host=config.host,
+            allow_remote=config.allow_remote,
+            skip_seed=config.skip_seed,
+            skip_teardown=config.skip_teardown,
+            sut_version=config.sut_version,
+        )
+    run_id = check_run_id(config.run_id or new_run_id())
+    return RunContext(run_id=run_id, settings=run, results_root=paths.results_root())
+
+
 def current() -> RunContext:
-    """The run this process belongs to (cached: the environment does not change mid-run)."""
-    run_id = os.environ.get("LOADSTACK_RUN_ID") or new_run_id()
-    os.environ.setdefault("LOADSTACK_RUN_ID", run_id)
-    run_dir = os.environ.get("LOADSTACK_RUN_DIR")
-    raw = os.environ.get("LOADSTACK_RUN_SETTINGS")
-    settings = json.loads(raw) if raw else {}
-    return RunContext(run_id=run_id, run_dir=Path(run_dir) if run_dir else None, settings=settings)
+    """This process's run (resolved on first use)."""
+    global _current
+    if _current is None:
+        _current = load()
+    return _current
+
+
+def adopt(run_id: str, run: RunSettings) -> RunContext:
+    """Make this process part of another process's run (a worker joining its master's run)."""
+    global _current
+    _current = RunContext(run_id=check_run_id(run_id), settings=run, results_root=paths.results_root())
+    return _current

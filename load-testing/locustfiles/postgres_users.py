@@ -12,7 +12,6 @@ saturation").  Every row carries the run id, so teardown can remove it.
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
 
@@ -20,6 +19,7 @@ import psycopg2
 from locust import between, events, task
 
 from loadstack import runcontext
+from loadstack.settings import current
 from loadstack.users.postgres import PostgresUser, SharedPool, connect, default_dsn
 
 SCHEMA = """
@@ -141,7 +141,7 @@ class PoolSaturationUser(PostgresUser):
     """Many users, few connections: watch ``pool/acquire`` climb as the pool saturates."""
 
     wait_time = between(0.01, 0.05)
-    pool = SharedPool(default_dsn(), int(os.environ.get("LOADSTACK_PG_POOL_SIZE", "5")), acquire_timeout=2.0)
+    pool = SharedPool(default_dsn(), current().pg_pool_size, acquire_timeout=2.0)
 
     @task
     def hold_connection(self) -> None:

@@ -12,16 +12,16 @@ keeps one connection for the user's lifetime instead of one per cycle.
 
 from __future__ import annotations
 
-import os
 import random
 
 from locust import between, task
 
+from loadstack.settings import current
 from loadstack.users.websocket import WebSocketUser, ack_for
 
-FRAMES = int(os.environ.get("LOADSTACK_WS_FRAMES", "20"))
-RATE = float(os.environ.get("LOADSTACK_WS_RATE", "20"))
-KEEP_OPEN = os.environ.get("LOADSTACK_WS_KEEP_OPEN", "0").lower() in ("1", "true", "yes")
+FRAMES = current().ws_frames
+RATE = current().ws_rate
+KEEP_OPEN = current().ws_keep_open
 
 
 def is_data(frame: dict) -> bool:

@@ -89,19 +89,8 @@ def _docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def engine_and_images() -> None:
-    """A Docker engine (started if none answers) and the offline images (cached by content hash)."""
-    started = subprocess.run([str(ROOT / "infra/offline/start-dockerd.sh")], capture_output=True, text=True)
-    assert started.returncode == 0, f"no Docker engine could be started: {started.stderr}"
-    built = subprocess.run(
-        [str(ROOT / "infra/offline/build-images.sh")], capture_output=True, text=True, timeout=1200
-    )
-    assert built.returncode == 0, built.stderr[-3000:]
-
-
 def _auto_mode(**env: str) -> subprocess.CompletedProcess:
-    code = "from loadstack import compose; print(compose.use_docker(None))"
+    code = "from loadstack.launchers import compose; print(compose.auto_mode()[0] == 'docker')"
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
         env={**os.environ, "LOADSTACK_RUN_MODE": "auto", **env},

@@ -46,13 +46,18 @@ class Credentials:
     """The bearer token of one auth mode, cached and refreshed for the whole process."""
 
     def __init__(
-        self, settings: Mapping[str, Any], env: Mapping[str, str] | None = None, report: Report | None = None
+        self,
+        settings: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        report: Report | None = None,
+        *,
+        allow_remote: bool = False,
     ) -> None:
         self.mode = settings["mode"]
         if self.mode == "oauth2":
             # A token request is real traffic to the provider: it gets its own AUTH stat entry.
             self.cache = TokenCache(
-                lambda: oauth2.fetch(settings, env),
+                lambda: oauth2.fetch(settings, env, allow_remote=allow_remote),
                 name="oauth2 token",
                 margin=float(settings.get("refresh_margin") or 30),
                 report=report,
@@ -92,8 +97,7 @@ _resolved = False
 def current(request_event: Any = None) -> Credentials | None:
     """This process's credentials, or None in mode ``none``.
 
-    Settings come from the run (``LOADSTACK_RUN_SETTINGS``), or from the
-    environment for a locustfile started with plain ``locust``.  The first
+    Settings come from the run (:mod:`loadstack.runcontext`), however Locust was started.  The first
     caller's ``request_event`` (Locust's ``events.request``) receives the AUTH
     entries.
     """
@@ -101,10 +105,11 @@ def current(request_event: Any = None) -> Credentials | None:
     if not _resolved:
         with _lock:
             if not _resolved:
-                settings = runcontext.current().settings.get("auth") or resolve(None)
-                if settings.get("mode", "none") != "none":
+                run = runcontext.current().settings
+                settings = run.auth.model_dump()
+                if settings["mode"] != "none":
                     check_settings(settings)
-                    _current = Credentials(settings)
+                    _current = Credentials(settings, allow_remote=run.allow_remote)
                 _resolved = True
     if _current is not None and request_event is not None:
         _current.bind(request_event)

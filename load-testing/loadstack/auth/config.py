@@ -9,33 +9,33 @@ signing keys are read from the environment at the moment they are used
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loadstack.durations import PositiveSeconds, to_seconds
+from loadstack.settings import Settings, current
 
 MODES = ("none", "oauth2", "local")
 # Environment variables holding secrets, by what they unlock.
 CLIENT_SECRET_ENV = "LOADSTACK_OAUTH_CLIENT_SECRET"
 JWT_SECRET_ENV = "LOADSTACK_JWT_SECRET"
 _SECRET_KEYS = {"client_secret", "secret", "private_key", "key", "token", "password"}
-# Non-secret settings that the environment may override: field -> variable.
+# Non-secret settings that the environment may override: auth field -> settings field.
 ENV_FIELDS = {
-    "token_url": "LOADSTACK_OAUTH_TOKEN_URL",
-    "client_id": "LOADSTACK_OAUTH_CLIENT_ID",
-    "scope": "LOADSTACK_OAUTH_SCOPE",
-    "audience": "LOADSTACK_OAUTH_AUDIENCE",
-    "client_auth": "LOADSTACK_OAUTH_CLIENT_AUTH",
-    "algorithm": "LOADSTACK_JWT_ALGORITHM",
-    "key_file": "LOADSTACK_JWT_KEY_FILE",
-    "issuer": "LOADSTACK_JWT_ISSUER",
-    "subject": "LOADSTACK_JWT_SUBJECT",
-    "claims": "LOADSTACK_JWT_CLAIMS",
-    "ttl": "LOADSTACK_JWT_TTL",
-    "probe": "LOADSTACK_AUTH_PROBE",
+    "token_url": "oauth_token_url",
+    "client_id": "oauth_client_id",
+    "scope": "oauth_scope",
+    "audience": "oauth_audience",
+    "client_auth": "oauth_client_auth",
+    "algorithm": "jwt_algorithm",
+    "key_file": "jwt_key_file",
+    "issuer": "jwt_issuer",
+    "subject": "jwt_subject",
+    "claims": "jwt_claims",
+    "ttl": "jwt_ttl",
+    "probe": "auth_probe",
 }
 
 
@@ -63,7 +63,9 @@ class AuthSpec(BaseModel):
     ttl: PositiveSeconds = Field(default=300, description="lifetime of each signed token")
     # both
     probe: str = Field(
-        default="/api/v1/auth/me", description="an endpoint that needs a token, checked once at start"
+        default="/api/v1/auth/me",
+        pattern=r"^/([^/\s][^\s]*)?$",
+        description="an endpoint that needs a token, checked once at start (a path on the target)",
     )
 
     @model_validator(mode="before")
@@ -84,19 +86,20 @@ class AuthConfigError(ValueError):
 
 
 def resolve(
-    spec: AuthSpec | None, flag: str | None = None, env: Mapping[str, str] | None = None
-) -> dict[str, Any]:
-    """Profile ``auth:`` < environment < ``--auth-mode``; the non-secret settings as a plain dict."""
-    env = os.environ if env is None else env
+    spec: AuthSpec | None, flag: str | None = None, env: Mapping[str, str] | Settings | None = None
+) -> AuthSpec:
+    """Profile ``auth:`` < environment < ``--auth-mode``: the non-secret settings."""
+    config = env if isinstance(env, Settings) else (Settings.load(env) if env is not None else current())
     data = (spec or AuthSpec()).model_dump()
-    mode = flag or env.get("AUTH_MODE") or env.get("LOADSTACK_AUTH_MODE") or data["mode"]
+    mode = flag or config.auth_mode or data["mode"]
     if mode not in MODES:
         raise AuthConfigError(f"auth mode {mode!r} is not one of {', '.join(MODES)}")
     data["mode"] = mode
-    for name, var in ENV_FIELDS.items():
-        raw = env.get(var)
+    for name, field in ENV_FIELDS.items():
+        raw = getattr(config, field)
         if not raw:
             continue
+        var = config.source_of(field)
         if name == "claims":
             try:
                 value: Any = json.loads(raw)
@@ -105,12 +108,15 @@ def resolve(
             if not isinstance(value, dict):
                 raise AuthConfigError(f"{var}: expected a JSON object of claims")
         elif name == "ttl":
-            value = to_seconds(raw)
+            try:
+                value = to_seconds(raw)
+            except ValueError as exc:
+                raise AuthConfigError(f"{var}: {exc}") from None
         else:
             value = raw
         data[name] = value
     try:
-        return AuthSpec.model_validate(data).model_dump()
+        return AuthSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -119,7 +125,7 @@ def resolve(
 
 def secret(name: str, env: Mapping[str, str] | None = None) -> str | None:
     """A secret from the environment, read when needed and never stored in settings."""
-    value = (os.environ if env is None else env).get(name)
+    value = (current().environ if env is None else env).get(name)
     return value or None
 
 

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from loadstack import safety
 from loadstack.auth.config import CLIENT_SECRET_ENV, AuthConfigError, secret
 from loadstack.auth.tokens import AuthError, Token
 from loadstack.masking import mask_patterns
@@ -34,7 +35,9 @@ def check_settings(settings: Mapping[str, Any], env: Mapping[str, str] | None = 
         raise AuthConfigError(f"auth oauth2: {CLIENT_SECRET_ENV} is not set (the client secret)")
 
 
-def fetch(settings: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Token:
+def fetch(
+    settings: Mapping[str, Any], env: Mapping[str, str] | None = None, *, allow_remote: bool = False
+) -> Token:
     """One token request; :class:`AuthError` with the provider's own reason on failure."""
     client_id = str(settings["client_id"])
     client_secret = secret(CLIENT_SECRET_ENV, env) or ""
@@ -52,13 +55,15 @@ def fetch(settings: Mapping[str, Any], env: Mapping[str, str] | None = None) -> 
         str(settings["token_url"]), data=urllib.parse.urlencode(form).encode(), headers=headers, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+        with safety.urlopen(request, allow_remote=allow_remote, timeout=TIMEOUT_S) as resp:
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         raise AuthError(f"token endpoint answered {exc.code}{_reason(exc)}") from None
+    except safety.RemoteTargetError as exc:
+        raise AuthError(str(exc)) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise AuthError(f"token endpoint unreachable: {reason}") from None
+        raise AuthError(f"token endpoint unreachable: {mask_patterns(str(reason))}") from None
     try:
         body = json.loads(raw)
         value = body["access_token"]

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from loadstack import safety
 from loadstack.auth import Credentials, check_settings
 from loadstack.auth.config import AuthConfigError
 from loadstack.auth.tokens import AuthError
@@ -18,25 +19,34 @@ from loadstack.auth.tokens import AuthError
 TIMEOUT_S = 10.0
 
 
-def check(settings: Mapping[str, Any], host: str, env: Mapping[str, str] | None = None) -> str:
+def check(
+    settings: Mapping[str, Any],
+    host: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    allow_remote: bool = False,
+) -> str:
     """A line for the console when the mode works; :class:`AuthConfigError` when it cannot."""
     mode = settings.get("mode", "none")
     if mode == "none":
         return "auth: none"
     check_settings(settings, env)
     try:
-        authorization = Credentials(settings, env).authorization()
+        authorization = Credentials(settings, env, allow_remote=allow_remote).authorization()
     except AuthError as exc:
         raise AuthConfigError(f"auth oauth2: no token from {settings.get('token_url')}: {exc}") from None
     probe = settings.get("probe")
     if not probe:
         return f"auth: {mode} token ready (no probe configured)"
-    url = host.rstrip("/") + "/" + str(probe).lstrip("/")
+    try:
+        url = safety.check_request(host.rstrip("/"), "/" + str(probe).lstrip("/"), allow_remote=allow_remote)
+    except safety.RemoteTargetError as exc:
+        raise AuthConfigError(f"auth.probe: {exc}") from None
     request = urllib.request.Request(
         url, headers={"Authorization": authorization, "Accept": "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
+        with safety.urlopen(request, allow_remote=allow_remote, timeout=TIMEOUT_S) as resp:
             status = resp.status
     except urllib.error.HTTPError as exc:
         status = exc.code

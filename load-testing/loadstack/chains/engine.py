@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
+from loadstack import replay
 from loadstack.chains import metrics
 from loadstack.chains.templates import Expression, TemplateError, compile_value, render_value
 
 if TYPE_CHECKING:
+    from loadstack.chains.kinds.base import Step
     from loadstack.chains.runtime import ChainRuntime
-    from loadstack.chains.steps import Step
 
 
 class StepFailed(Exception):
@@ -37,6 +39,27 @@ class Mismatch(Exception):
 
 def truthy(value: Any) -> bool:
     return bool(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A step's ``repeat:``: ``times`` runs, or up to ``limit`` runs while/until an expression holds."""
+
+    times: int | None
+    until: Expression | None
+    while_: Expression | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Goto:
+    """``on_failure: {goto: target, max: N}``: jump to ``target``, at most ``max`` times per run."""
+
+    target: str
+    max: int | None
+
+
+OnFailure = Literal["stop", "continue"] | Goto
 
 
 class ChainRun:
@@ -61,6 +84,7 @@ class ChainRun:
             "user": self.rt.identity,
             "seed": self.seed,
             "faker": self.rt.faker,
+            "env": replay.ENV,
         }
         scope.update(extra)
         return scope
@@ -79,18 +103,17 @@ def run_sequence(steps: list[Step], run: ChainRun) -> None:
             run_step(step, run)
         except StepFailed as failure:
             policy = step.on_failure
-            if policy == "continue":
-                i += 1
-                continue
-            if isinstance(policy, tuple):  # ("goto", target, max)
-                _, target, limit = policy
+            if isinstance(policy, Goto):
                 gotos = gotos if gotos is not None else Counter()
                 gotos[step.name] += 1
-                if limit is not None and gotos[step.name] > limit:
+                if policy.max is not None and gotos[step.name] > policy.max:
                     raise StepFailed(
-                        step.name, f"{failure.message} (gave up after {limit} × goto {target})"
+                        step.name, f"{failure.message} (gave up after {policy.max} × goto {policy.target})"
                     ) from None
-                i = next(n for n, s in enumerate(steps) if s.name == target)
+                i = next(n for n, s in enumerate(steps) if s.name == policy.target)
+                continue
+            if policy == "continue":
+                i += 1
                 continue
             raise
         i += 1
@@ -105,32 +128,26 @@ def run_step(step: Step, run: ChainRun) -> None:
     if repeat is None:
         step.execute(run)
         return
-    times, until, while_, limit = repeat
-    if times is not None:
-        for _ in range(times):
+    if repeat.times is not None:
+        for _ in range(repeat.times):
             step.execute(run)
         return
-    for _ in range(limit):
+    until, while_ = repeat.until, repeat.while_
+    for _ in range(repeat.limit):
         if while_ is not None and not _holds(step, while_, run):
             return
         step.execute(run)
         if until is not None and _holds(step, until, run):
             return
     if until is not None:
-        message = (
-            f"{run.stat_name(step.name)}: repeat until `{until.source}` did not hold after {limit} times"
-        )
-        run.rt.timed.report(run.stat_name(step.name), 0.0, request_type=step.request_type, error=message)
-        raise StepFailed(step.name, message)
+        raise step.fail(run, f"repeat until `{until.source}` did not hold after {repeat.limit} times")
 
 
 def _holds(step: Step, expr: Expression, run: ChainRun) -> bool:
     try:
         return truthy(expr(run.scope()))
     except TemplateError as exc:
-        message = f"{run.stat_name(step.name)}: {exc}"
-        run.rt.timed.report(run.stat_name(step.name), 0.0, request_type=step.request_type, error=message)
-        raise StepFailed(step.name, message) from None
+        raise step.fail(run, str(exc)) from None
 
 
 def _has_template(value: Any) -> bool:

@@ -10,7 +10,7 @@ sequence and jumping backwards has a bound, ``since`` names an earlier step,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,17 @@ import yaml
 
 from loadstack import configfile
 from loadstack.chains.engine import Chain
-from loadstack.chains.schema import ChainSpec, GotoSpec, StepSpec
-from loadstack.chains.steps import Step, build_step
+from loadstack.chains.kinds import Step, build_step
+from loadstack.chains.kinds.http import request_file
+from loadstack.chains.schema import (
+    AwaitStepSpec,
+    BranchStepSpec,
+    ChainSpec,
+    GotoSpec,
+    HttpSpec,
+    HttpStepSpec,
+    StepSpec,
+)
 from loadstack.chains.templates import (
     Expression,
     Template,
@@ -30,7 +39,7 @@ from loadstack.chains.templates import (
 )
 
 # Names a template may use (besides Jinja's own globals such as range).
-SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker"}
+SCOPE_NAMES = {"vars", "last", "run_id", "user", "seed", "faker", "env"}
 EXPRESSION_KEYS = {"when", "check", "until", "while", "match", "expr"}
 EXPECT_FIELDS = {
     "http": {"status", "json_values", "contains"},
@@ -48,7 +57,7 @@ def _walk(
     for i, step in enumerate(steps):
         raw_step = raw[i] if i < len(raw) and isinstance(raw[i], dict) else {}
         yield step, raw_step, (*loc, i), steps
-        if step.branch is not None:
+        if isinstance(step, BranchStepSpec):
             raw_paths = ((raw_step.get("branch") or {}).get("paths")) or []
             for j, path in enumerate(step.branch.paths):
                 raw_path = raw_paths[j] if j < len(raw_paths) and isinstance(raw_paths[j], dict) else {}
@@ -67,8 +76,6 @@ def _bad_template(value: Any, loc: Loc, key: str | None = None) -> tuple[Loc, st
         return None
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in ("python",):
-                continue
             found = _bad_template(v, (*loc, k), k if isinstance(k, str) else None)
             if found:
                 return found
@@ -80,11 +87,45 @@ def _bad_template(value: Any, loc: Loc, key: str | None = None) -> tuple[Loc, st
     return None
 
 
-def validate(spec: ChainSpec, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Semantic problems of a schema-valid chain, as (location, message)."""
+def _file_problems(spec: HttpSpec, loc: Loc, base_dir: Path | None) -> list[tuple[Loc, str]]:
+    """Request files that are missing, or (in a chain file) outside the chain file's directory."""
+    problems: list[tuple[Loc, str]] = []
+    for where, path in spec.files():
+        field = (*loc, *where)
+        if base_dir is not None:
+            if Path(path).is_absolute():
+                problems.append((field, f"{path!r} is absolute; give a path relative to the chain file"))
+                continue
+            if os.path.normpath(path).split(os.sep)[0] == os.pardir:
+                problems.append(
+                    (
+                        field,
+                        f"{path!r} leaves the chain file's directory; keep request files next to the chain",
+                    )
+                )
+                continue
+        found = request_file(base_dir, path)
+        if not found.is_file():
+            problems.append((field, f"no such file: {path!r} (looked for {found.absolute()})"))
+    return problems
+
+
+def validate(spec: ChainSpec, raw: dict[str, Any], base_dir: Path | None = None) -> list[tuple[Loc, str]]:
+    """Semantic problems of a schema-valid chain, as (location, message).
+
+    ``base_dir`` is the chain file's directory: request files must be inside it.  ``None`` (the
+    Python API): paths are absolute or relative to the current directory.
+    """
     problems: list[tuple[Loc, str]] = []
     raw_steps = raw.get("steps") or []
     walked = list(_walk(spec.steps, raw_steps, ("steps",)))
+    for step, _, loc, _ in walked:
+        if isinstance(step, HttpStepSpec):
+            problems += _file_problems(step.http, (*loc, "http"), base_dir)
+        if isinstance(step, AwaitStepSpec) and step.await_.http is not None:
+            problems += _file_problems(step.await_.http, (*loc, "await", "http"), base_dir)
+    if problems:
+        return problems  # steps are built below, and building reads the files
 
     seen: dict[str, Loc] = {}
     for step, _, loc, _ in walked:
@@ -120,10 +161,13 @@ def validate(spec: ChainSpec, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
             top = ref.partition(".")[0]
             if top not in allowed - {"vars", "last"}:
                 problems.append(
-                    (("vars", name), f"{top!r} is not available in vars: (use run_id, user, seed, faker)")
+                    (
+                        ("vars", name),
+                        f"{top!r} is not available in vars: (use run_id, user, seed, faker, env)",
+                    )
                 )
     for step, _, loc, sequence in walked:
-        built = build_step(step)
+        built = build_step(step, base_dir)
         names_ok = allowed | ({"message"} if step.kind in ("ws", "amqp_expect") else set())
         for ref in sorted(built.references()):
             top, _, attr = ref.partition(".")
@@ -140,7 +184,7 @@ def validate(spec: ChainSpec, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
                     )
                 )
         _check_kind_options(step, loc, problems)
-        if step.await_ is not None and step.await_.since and step.await_.since not in done:
+        if isinstance(step, AwaitStepSpec) and step.await_.since and step.await_.since not in done:
             problems.append(
                 ((*loc, "await", "since"), f"since: {step.await_.since!r} is not an earlier step")
             )
@@ -177,8 +221,8 @@ def _check_kind_options(step: StepSpec, loc: Loc, problems: list[tuple[Loc, str]
         problems.append((loc, f"{kind} steps have no result to save or check"))
 
 
-def build(spec: ChainSpec, source: str | None = None) -> Chain:
-    steps: list[Step] = [build_step(s) for s in spec.steps]
+def build(spec: ChainSpec, source: str | None = None, base_dir: Path | None = None) -> Chain:
+    steps: list[Step[Any]] = [build_step(s, base_dir) for s in spec.steps]
     return Chain(
         spec.name,
         steps,
@@ -195,7 +239,8 @@ def load_file(path: str | Path) -> Chain:
     path = Path(path)
     data, node = configfile.read_document(path)
     spec = configfile.validate(ChainSpec, data, node, path)
-    problems = validate(spec, data)
+    base_dir = path.parent.absolute()
+    problems = validate(spec, data, base_dir)
     if problems:
         raise configfile.ConfigError(
             [
@@ -205,17 +250,13 @@ def load_file(path: str | Path) -> Chain:
                 for loc, message in problems
             ]
         )
-    return build(spec, str(path))
+    return build(spec, str(path), base_dir)
 
 
-def from_python(name: str, steps: list[StepSpec], **options: Any) -> Chain:
+def from_python(name: str, steps: Sequence[StepSpec], **options: Any) -> Chain:
     """A chain from Python-built step specs, validated like a file."""
-    spec = ChainSpec(name=name, steps=steps, **options)
-    raw = yaml.safe_load(
-        yaml.safe_dump(
-            spec.model_dump(by_alias=True, exclude_none=True, exclude={"steps": {"__all__": {"python"}}})
-        )
-    )
+    spec = ChainSpec(name=name, steps=list(steps), **options)
+    raw = yaml.safe_load(yaml.safe_dump(spec.model_dump(by_alias=True, exclude_none=True)))
     problems = validate(spec, raw)
     if problems:
         raise ValueError("; ".join(f"{configfile.field_path(loc)}: {msg}" for loc, msg in problems))
@@ -236,13 +277,11 @@ def parse_chain_list(value: str) -> list[tuple[str, float]]:
 
 def configured() -> list[tuple[str, float]]:
     """Chain files of the current run: ``$LOADSTACK_CHAINS``, else the run settings' ``chains``."""
-    from loadstack import runcontext
+    from loadstack import runcontext, settings
 
-    if env := os.environ.get("LOADSTACK_CHAINS"):
+    if env := settings.current().chains:
         return parse_chain_list(env)
-    return [
-        (c["path"], float(c.get("weight") or 1)) for c in runcontext.current().settings.get("chains") or []
-    ]
+    return [(c.path, c.weight) for c in runcontext.current().settings.chains or []]
 
 
 def load_all(files: list[tuple[str, float]]) -> list[Chain]:

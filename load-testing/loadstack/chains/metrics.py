@@ -14,52 +14,48 @@ from typing import Any
 from locust.env import Environment
 
 from loadstack import results
+from loadstack.aggregation import Aggregator
 
 
-class ChainCounters:
-    REPORT_KEY = "loadstack_chain_counters"
+class ChainCounters(Aggregator):
+    """Branch choices and ``when:`` skips per chain step, counted by the steps themselves."""
+
+    report_key = "loadstack_chain_counters"
+    observes_requests = False
 
     def __init__(self) -> None:
         self.branches: Counter[tuple[str, str, str]] = Counter()
         self.skips: Counter[tuple[str, str]] = Counter()
-        self._attached = False
+        self._pending_branches: Counter[tuple[str, str, str]] = Counter()
+        self._pending_skips: Counter[tuple[str, str]] = Counter()
 
     def branch(self, chain: str, step: str, path: str) -> None:
-        self.branches[(chain, step, path)] += 1
+        self._pending_branches[(chain, step, path)] += 1
 
     def skipped(self, chain: str, step: str) -> None:
-        self.skips[(chain, step)] += 1
+        self._pending_skips[(chain, step)] += 1
 
     def attach(self, environment: Environment, role: str) -> None:
-        if self._attached:
-            return
-        self._attached = True
-        if role == "worker":
-            environment.events.report_to_master.add_listener(self._ship)
-        elif role == "master":
-            environment.events.worker_report.add_listener(self._merge)
+        super().attach(environment, role)
         environment.events.reset_stats.add_listener(self.reset)
 
-    def _ship(self, client_id: str, data: dict) -> None:
-        data[self.REPORT_KEY] = {
-            "branches": [[*k, n] for k, n in self.branches.items()],
-            "skips": [[*k, n] for k, n in self.skips.items()],
+    def drain(self) -> dict[str, Any]:
+        payload = {
+            "branches": [[*k, n] for k, n in self._pending_branches.items()],
+            "skips": [[*k, n] for k, n in self._pending_skips.items()],
         }
-        self.branches.clear()
-        self.skips.clear()
+        self._pending_branches, self._pending_skips = Counter(), Counter()
+        return payload
 
-    def _merge(self, client_id: str, data: dict) -> None:
-        payload = data.get(self.REPORT_KEY)
-        if not payload:
-            return
-        for chain, step, path, n in payload["branches"]:
+    def merge(self, payload: dict[str, Any]) -> None:
+        for chain, step, path, n in payload.get("branches", ()):
             self.branches[(chain, step, path)] += n
-        for chain, step, n in payload["skips"]:
+        for chain, step, n in payload.get("skips", ()):
             self.skips[(chain, step)] += n
 
     def reset(self, **_: Any) -> None:
-        self.branches.clear()
-        self.skips.clear()
+        for counter in (self.branches, self.skips, self._pending_branches, self._pending_skips):
+            counter.clear()
 
 
 counters = ChainCounters()
@@ -67,6 +63,7 @@ counters = ChainCounters()
 
 def section(environment: Environment) -> dict[str, Any] | None:
     """``summary.json`` → ``chains``: per chain end-to-end figures, per-step breakdown, branches, skips."""
+    counters.sync()
     entries = environment.stats.entries
     chains = sorted(name for (name, method) in entries if method == "CHAIN")
     if not chains:

@@ -41,7 +41,7 @@ class ChainRuntime:
         self.index = next(_user_sequence) * 1024 + worker_index
         ctx = runcontext.current()
         self.run_id = ctx.run_id
-        base_seed = int((ctx.settings.get("seed") or {}).get("seed") or 1234)
+        base_seed = ctx.settings.seed.seed if ctx.settings.seed else 1234
         self.rng = random.Random(base_seed * 7919 + self.index)
         self.faker = Faker()
         self.faker.seed_instance(base_seed * 7919 + self.index)

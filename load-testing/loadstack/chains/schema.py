@@ -3,22 +3,35 @@
 A step is a mapping with a ``name`` and exactly one *kind* key (``http``,
 ``ws``, ``sql``, ``amqp_publish``, ``amqp_expect``, ``redis``, ``await``,
 ``sleep``, ``think``, ``branch``) plus optional ``when``, ``save``,
-``expect``, ``check``, ``repeat`` and ``on_failure``.  The same models are
-built by the Python API (``loadstack.chains.steps``), so a chain written in
-Python and one written in YAML run through the same engine.
+``expect``, ``check``, ``repeat`` and ``on_failure``.  Each kind is its own
+model (``HttpStepSpec`` …); ``StepSpec`` is their union, told apart by the kind
+key that is present.  The same models are built by the Python API
+(``loadstack.chains.steps``), so a chain written in Python and one written in
+YAML run through the same engine.  ``python`` steps exist in the Python API only.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from loadstack.durations import PositiveSeconds, Seconds
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 StepName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-KINDS = ("http", "ws", "sql", "amqp_publish", "amqp_expect", "redis", "await_", "sleep", "think", "branch")
 # Redis commands a chain may send: the usual read and write data commands, nothing administrative.
 REDIS_COMMANDS = frozenset(
     [
@@ -76,19 +89,73 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+# A form or multipart field value as written (templated when a string); a list repeats the field.
+FieldValue = str | int | float | bool
+FormFields = dict[str, FieldValue | list[FieldValue]]
+OCTET_STREAM = "application/octet-stream"
+
+
+class FilePart(Strict):
+    """One file of a multipart body; ``path`` is relative to the chain file's directory."""
+
+    field: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    filename: str | None = Field(default=None, description="default: the file's own name")
+    content_type: str = OCTET_STREAM
+
+
+class MultipartSpec(Strict):
+    fields: FormFields = Field(default_factory=dict)
+    files: list[FilePart] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> MultipartSpec:
+        if not self.fields and not self.files:
+            raise ValueError("give fields, files or both")
+        return self
+
+
+class BodyFileSpec(Strict):
+    """A raw body read from a file, sent as is (never templated)."""
+
+    path: str = Field(min_length=1)
+    content_type: str = OCTET_STREAM
+
+
+BODY_KINDS = ("json", "body", "form", "multipart", "body_file")
+
+
 class HttpSpec(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = Field(min_length=1)
     json_body: Any = Field(default=None, alias="json")
-    body: str | None = None
+    body: str | None = Field(default=None, description="a text body (templated)")
+    form: FormFields | None = Field(
+        default=None, description="application/x-www-form-urlencoded; names and values as decoded text"
+    )
+    multipart: MultipartSpec | None = None
+    body_file: BodyFileSpec | None = None
     headers: dict[str, str] | None = None
     timeout: PositiveSeconds | None = None
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpSpec:
-        if self.json_body is not None and self.body is not None:
-            raise ValueError("give either json or body, not both")
+        given = [k for k in BODY_KINDS if self.body_of(k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one body ({' | '.join(BODY_KINDS)}); found {', '.join(given)}")
         return self
+
+    def body_of(self, kind: str) -> Any:
+        return self.json_body if kind == "json" else getattr(self, kind)
+
+    def files(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(location under this spec, path) of every file the request sends."""
+        out: list[tuple[tuple[str | int, ...], str]] = []
+        if self.multipart is not None:
+            out += [(("multipart", "files", i, "path"), f.path) for i, f in enumerate(self.multipart.files)]
+        if self.body_file is not None:
+            out.append((("body_file", "path"), self.body_file.path))
+        return out
 
 
 class WsSpec(Strict):
@@ -250,7 +317,11 @@ class BranchSpec(Strict):
         return self
 
 
-class StepSpec(Strict):
+class StepBase(Strict):
+    """What every step may have besides its kind; one subclass per kind adds the kind's own key."""
+
+    kind: ClassVar[str]
+
     name: StepName
     when: str | None = None
     on_failure: Literal["stop", "continue"] | GotoSpec = "stop"
@@ -259,31 +330,152 @@ class StepSpec(Strict):
     expect: ExpectSpec | None = None
     check: str | None = None
 
-    http: HttpSpec | None = None
-    ws: WsSpec | None = None
-    sql: SqlSpec | None = None
-    amqp_publish: AmqpPublishSpec | None = None
-    amqp_expect: AmqpExpectSpec | None = None
-    redis: RedisSpec | None = None
-    await_: AwaitSpec | None = Field(default=None, alias="await")
-    sleep: PositiveSeconds | None = None
-    think: ThinkSpec | PositiveSeconds | None = None
-    branch: BranchSpec | None = None
-    python: Any = Field(default=None, exclude=True, description="Python API only: a callable(run) -> value")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> StepSpec:
-        kinds = [k for k in (*KINDS, "python") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            shown = ", ".join(k.rstrip("_") for k in KINDS)
-            raise ValueError(
-                f"a step needs exactly one kind ({shown}); found {', '.join(k.rstrip('_') for k in kinds) or 'none'}"
+class HttpStepSpec(StepBase):
+    kind: ClassVar[str] = "http"
+    http: HttpSpec
+
+
+class WsStepSpec(StepBase):
+    kind: ClassVar[str] = "ws"
+    ws: WsSpec
+
+
+class SqlStepSpec(StepBase):
+    kind: ClassVar[str] = "sql"
+    sql: SqlSpec
+
+
+class AmqpPublishStepSpec(StepBase):
+    kind: ClassVar[str] = "amqp_publish"
+    amqp_publish: AmqpPublishSpec
+
+
+class AmqpExpectStepSpec(StepBase):
+    kind: ClassVar[str] = "amqp_expect"
+    amqp_expect: AmqpExpectSpec
+
+
+class RedisStepSpec(StepBase):
+    kind: ClassVar[str] = "redis"
+    redis: RedisSpec
+
+
+class AwaitStepSpec(StepBase):
+    kind: ClassVar[str] = "await"
+    await_: AwaitSpec = Field(alias="await")
+
+
+class SleepStepSpec(StepBase):
+    kind: ClassVar[str] = "sleep"
+    sleep: PositiveSeconds
+
+
+class ThinkStepSpec(StepBase):
+    kind: ClassVar[str] = "think"
+    think: ThinkSpec | PositiveSeconds
+
+
+class BranchStepSpec(StepBase):
+    kind: ClassVar[str] = "branch"
+    branch: BranchSpec
+
+
+class PythonStepSpec(StepBase):
+    """Python API only: ``python(run) -> value``; never read from a chain file, never dumped."""
+
+    kind: ClassVar[str] = "python"
+    python: Callable[[Any], Any] = Field(exclude=True)
+
+
+# The kind keys a chain file may use, and the keys every step may have.
+FILE_KINDS = (
+    "http",
+    "ws",
+    "sql",
+    "amqp_publish",
+    "amqp_expect",
+    "redis",
+    "await",
+    "sleep",
+    "think",
+    "branch",
+)
+COMMON_KEYS = frozenset(f.alias or name for name, f in StepBase.model_fields.items())
+
+
+def _kind_of(value: Any) -> str | None:
+    """The union tag: the kind key of a mapping, or the ``kind`` of an already-built step model."""
+    if isinstance(value, dict):
+        return next((k for k in FILE_KINDS if k in value), None)
+    return getattr(value, "kind", None)
+
+
+def _problem(title: str, loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data(
+        title, [{"type": PydanticCustomError(kind, message), "loc": loc, "input": value}]
+    )
+
+
+def _one_kind(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Exactly one kind key per step mapping, then the kind's own model.
+
+    Error locations are the data's own: pydantic puts the union tag into them, which is removed
+    here so ``steps[1].redis`` reads as written in the file, not ``steps[1].redis.redis``.
+    """
+    if not isinstance(value, dict | StepBase):
+        raise PydanticCustomError("step_type", "a step is a mapping: a name and one kind key (http, sql, …)")
+    if isinstance(value, dict):
+        if "python" in value:
+            raise _problem(
+                "python step",
+                ("python",),
+                "python_in_file",
+                "python steps exist only in the Python API (loadstack.chains.steps.python(name, fn) "
+                "in a locustfile); a chain file cannot run Python code",
+                value["python"],
             )
-        return self
+        kinds = [k for k in FILE_KINDS if k in value]
+        unknown = [k for k in value if k not in COMMON_KEYS and k not in FILE_KINDS]
+        if not kinds and unknown:
+            raise ValidationError.from_exception_data(
+                "step", [{"type": "extra_forbidden", "loc": (k,), "input": value[k]} for k in unknown]
+            )
+        if len(kinds) != 1:
+            raise PydanticCustomError(
+                "step_kind",
+                f"a step needs exactly one kind ({', '.join(FILE_KINDS)}); found {', '.join(kinds) or 'none'}",
+            )
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        tag = _kind_of(value)
+        errors: list[InitErrorDetails] = [
+            {
+                "type": PydanticCustomError(e["type"], e["msg"]),
+                "loc": e["loc"][1:] if e["loc"][:1] == (tag,) else e["loc"],
+                "input": e["input"],
+            }
+            for e in exc.errors()
+        ]
+        raise ValidationError.from_exception_data(exc.title, errors) from None
 
-    @property
-    def kind(self) -> str:
-        return next(k for k in (*KINDS, "python") if getattr(self, k) is not None).rstrip("_")
+
+StepSpec = Annotated[
+    Annotated[HttpStepSpec, Tag("http")]
+    | Annotated[WsStepSpec, Tag("ws")]
+    | Annotated[SqlStepSpec, Tag("sql")]
+    | Annotated[AmqpPublishStepSpec, Tag("amqp_publish")]
+    | Annotated[AmqpExpectStepSpec, Tag("amqp_expect")]
+    | Annotated[RedisStepSpec, Tag("redis")]
+    | Annotated[AwaitStepSpec, Tag("await")]
+    | Annotated[SleepStepSpec, Tag("sleep")]
+    | Annotated[ThinkStepSpec, Tag("think")]
+    | Annotated[BranchStepSpec, Tag("branch")]
+    | Annotated[PythonStepSpec, Tag("python")],
+    Discriminator(_kind_of),
+    WrapValidator(_one_kind),
+]
 
 
 class ChainSpec(Strict):

@@ -23,6 +23,8 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
+from loadstack import replay
+
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>.*)\}\}\s*$", re.S)
 
 
@@ -33,6 +35,7 @@ class TemplateError(ValueError):
 @cache
 def environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    env.filters.update(replay.FILTERS)  # html_input, cookie: values a page or Set-Cookie handed out
     return env
 
 

@@ -7,19 +7,13 @@ from typing import ClassVar
 
 from locust import between, task
 
-from loadstack import plugin
-from loadstack.chains import loader, metrics
+from loadstack.chains import loader
 from loadstack.chains.engine import Chain
 from loadstack.chains.runtime import ChainRuntime
 from loadstack.users.base import RequestFailure
 from loadstack.users.http import HttpUser
 
 log = logging.getLogger("loadstack.chains")
-
-# Chains ride on loadstack's plugin: counters travel with worker reports, summary.json gets `chains`.
-if metrics.counters.attach not in plugin.init_hooks:
-    plugin.init_hooks.append(metrics.counters.attach)
-plugin.summary_sections["chains"] = metrics.section
 
 
 class ChainUser(HttpUser):

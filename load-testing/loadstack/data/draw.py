@@ -41,9 +41,12 @@ def pool(worker_index: int = 0) -> SeedPool:
     global _pool
     if _pool is None:
         ctx = runcontext.current()
-        spec = ctx.settings.get("seed") or {}
-        workers = int(ctx.settings.get("workers") or 1)
+        spec = ctx.settings.seed
         _pool = SeedPool(
-            ctx.run_id, int(spec.get("customers") or 0), int(spec.get("seed") or 1234), worker_index, workers
+            ctx.run_id,
+            spec.customers if spec else 0,
+            spec.seed if spec else 1234,
+            worker_index,
+            ctx.settings.workers,
         )
     return _pool

@@ -14,7 +14,9 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
+from loadstack import safety
 from loadstack.data.synthetic import customer
 
 RUN_ID_HEADER = "X-Loadstack-Run-Id"
@@ -40,9 +42,10 @@ def seed_customers(
     register_path: str = "/api/v1/auth/register",
     progress: Callable[[int, int], None] | None = None,
     concurrency: int = 8,
+    allow_remote: bool = False,
 ) -> SeedReport:
     report = SeedReport()
-    url = target.rstrip("/") + register_path
+    url = safety.check_request(target.rstrip("/"), register_path, allow_remote=allow_remote)
 
     def register(idx: int) -> str:
         c = customer(run_id, idx, seed)
@@ -51,7 +54,7 @@ def seed_customers(
             url, data=body, method="POST", headers={"Content-Type": "application/json", RUN_ID_HEADER: run_id}
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
+            with safety.urlopen(request, allow_remote=allow_remote, timeout=10) as resp:
                 return "created" if resp.status in (200, 201) else f"HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
             return "existing" if exc.code == 409 else f"HTTP {exc.code} for customer {idx}"
@@ -71,3 +74,29 @@ def seed_customers(
             if progress and (done % 50 == 0 or done == count):
                 progress(done, count)
     return report
+
+
+class SeedError(Exception):
+    """Seeding failed: the run must not start against half-seeded data."""
+
+
+def seed_run(
+    target: str, run_id: str, spec: Any, say: Callable[[str], None], *, allow_remote: bool = False
+) -> dict[str, Any]:
+    """Seed a run's customers (``spec``: a profile's ``seed:``), telling ``say`` how it goes."""
+    say(f"seed: creating {spec.customers} synthetic customers on {target} …")
+    report = seed_customers(
+        target,
+        run_id,
+        spec.customers,
+        seed=spec.seed,
+        register_path=spec.register_path,
+        progress=lambda done, total: (
+            say(f"  seed: {done}/{total}") if total >= 200 and done < total else None
+        ),
+        allow_remote=allow_remote,
+    )
+    say(f"seed: {report.created} created, {report.existing} already there")
+    if not report.ok:
+        raise SeedError(f"seeding failed ({len(report.errors)} errors), first: {report.errors[0]}")
+    return {"customers": spec.customers, "created": report.created, "existing": report.existing}

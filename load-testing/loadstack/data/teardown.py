@@ -9,8 +9,8 @@ What carries a run id, and how it is found:
   names, such as the demo's ``order:{id}``).
 * RabbitMQ: queues named ``loadtest.{run_id}.…`` (listed via the management
   API or ``rabbitmqctl``), and messages with the ``x-loadstack-run-id`` header
-  left in the platform's queues (``demo.orders``): those are taken off, the
-  others are put back.
+  left in the queues the target shares with the run (the demo platform's
+  ``demo.orders``, see its target): those are taken off, the others are put back.
 
 Every part is idempotent; an unreachable backend is skipped and reported.
 """
@@ -18,7 +18,7 @@ Every part is idempotent; an unreachable backend is skipped and reported.
 from __future__ import annotations
 
 import contextlib
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,17 +26,11 @@ import amqp
 import psycopg2
 import redis
 
-from loadstack import safety
+from loadstack import safety, settings
 from loadstack.inspect.rabbitmq import InspectError, QueueInspector
 from loadstack.masking import mask_patterns
 
 RUN_ID_HEADER = "x-loadstack-run-id"
-PLATFORM_QUEUES = ("demo.orders",)
-DEFAULTS = {
-    "LOADSTACK_POSTGRES_DSN": "postgresql://postgres@127.0.0.1:5432/test",
-    "LOADSTACK_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
-    "LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
-}
 
 
 @dataclass
@@ -53,10 +47,6 @@ class TeardownReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"deleted": self.deleted, "skipped": self.skipped}
-
-
-def _setting(env: dict[str, str], name: str) -> str:
-    return env.get(name) or DEFAULTS[name]
 
 
 def _why(exc: BaseException) -> str:
@@ -142,7 +132,7 @@ def _run_queues(inspector: QueueInspector, run_id: str) -> list[str] | None:
     return [q["name"] for q in listed if q["name"].startswith(f"loadtest.{run_id}.")]
 
 
-def rabbitmq_teardown(url: str, run_id: str, platform_queues: tuple[str, ...]) -> dict[str, int]:
+def rabbitmq_teardown(url: str, run_id: str, platform_queues: Sequence[str]) -> dict[str, int]:
     counts = {"queues": 0, "messages": 0}
     with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
         conn = inspector.connection()
@@ -185,7 +175,7 @@ def _remove_run_messages(conn: amqp.Connection, queue: str, run_id: str) -> int:
     return removed
 
 
-def rabbitmq_remaining(url: str, run_id: str, platform_queues: tuple[str, ...]) -> dict[str, int]:
+def rabbitmq_remaining(url: str, run_id: str, platform_queues: Sequence[str]) -> dict[str, int]:
     left = {"queues": 0, "messages": 0}
     with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
         left["queues"] = len(_run_queues(inspector, run_id) or [])
@@ -200,14 +190,20 @@ def rabbitmq_remaining(url: str, run_id: str, platform_queues: tuple[str, ...]) 
 
 
 # -- all together ----------------------------------------------------------------------------------
-def teardown(run_id: str, env: dict[str, str] | None = None, *, allow_remote: bool = False) -> TeardownReport:
-    env = dict(os.environ if env is None else env)
+def teardown(
+    run_id: str,
+    config: settings.Settings | None = None,
+    *,
+    queues: Sequence[str] = (),
+    allow_remote: bool = False,
+) -> TeardownReport:
+    """Delete what carries ``run_id``; ``queues`` are shared queues to take the run's messages off."""
+    config = config or settings.current()
     report = TeardownReport()
-    dsn, amqp_url, redis_url = (_setting(env, n) for n in DEFAULTS)
-    queues = tuple(q for q in env.get("LOADSTACK_TEARDOWN_QUEUES", ",".join(PLATFORM_QUEUES)).split(",") if q)
+    dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
     for what, url in (("postgres", dsn), ("redis", redis_url), ("rabbitmq", amqp_url)):
         try:
-            safety.check_target(url, allow_remote=allow_remote, what=what)
+            safety.check_target(url, allow_remote=allow_remote, what=what, environ=config.environ)
         except safety.RemoteTargetError as exc:
             report.skipped[what] = str(exc)
             continue
@@ -233,11 +229,12 @@ def teardown(run_id: str, env: dict[str, str] | None = None, *, allow_remote: bo
     return report
 
 
-def remaining(run_id: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def remaining(
+    run_id: str, config: settings.Settings | None = None, queues: Sequence[str] = ()
+) -> dict[str, Any]:
     """What still carries ``run_id`` (empty dicts/zeros after a successful teardown)."""
-    env = dict(os.environ if env is None else env)
-    dsn, amqp_url, redis_url = (_setting(env, n) for n in DEFAULTS)
-    queues = tuple(q for q in env.get("LOADSTACK_TEARDOWN_QUEUES", ",".join(PLATFORM_QUEUES)).split(",") if q)
+    config = config or settings.current()
+    dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
     return {
         "postgres": postgres_remaining(dsn, run_id),
         "redis_keys": redis_remaining(redis_url, run_id),

@@ -12,3 +12,9 @@ from __future__ import annotations
 
 class ImportProblem(Exception):
     """An input that cannot be imported; the message names the file and what to do (exit 2)."""
+
+
+def printable(line: str) -> str:
+    """Recorded text fit for a console or a comment line: control characters, terminal escapes and
+    line separators are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)

@@ -1,9 +1,10 @@
 """The scenario an importer produces and a writer renders: HTTP calls plus the data flowing between them.
 
-Values inside a call (path segments, query, headers, JSON body) are plain JSON
-values, :class:`Ref` (a variable captured earlier or generated per iteration)
-or :class:`Text` (a string built from literal parts and refs, such as
-``Bearer {access_token}``).
+Values inside a call (path segments, query, headers, bodies) are plain JSON
+values, :class:`Ref` (a variable captured earlier or generated per iteration),
+:class:`Env` (a recorded secret, read from an environment variable at run time
+so it is never written into generated files) or :class:`Text` (a string built
+from literal parts and refs, such as ``Bearer {access_token}``).
 """
 
 from __future__ import annotations
@@ -23,15 +24,25 @@ class Ref:
 
 
 @dataclass(frozen=True)
-class Text:
-    """A string made of literal parts and variable references."""
+class Env:
+    """A value the run reads from the environment variable ``name`` (a recorded secret, never copied)."""
 
-    parts: tuple[str | Ref, ...]
+    name: str
+
+
+Part = str | Ref | Env
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string made of literal parts, variable references and environment values."""
+
+    parts: tuple[Part, ...]
 
     @classmethod
-    def of(cls, *parts: str | Ref) -> Text | str | Ref:
+    def of(cls, *parts: Part) -> Text | str | Ref | Env:
         """The simplest equivalent: a plain string or a lone ref when possible."""
-        merged: list[str | Ref] = []
+        merged: list[Part] = []
         for part in parts:
             if isinstance(part, str) and merged and isinstance(merged[-1], str):
                 merged[-1] += part
@@ -48,25 +59,76 @@ class Text:
 class Generated:
     """A value made fresh for every iteration, so a replay does not collide with earlier data."""
 
-    kind: str  # email | secret | uuid
+    kind: str  # email | username | secret | uuid
     note: str = ""
 
 
 @dataclass(frozen=True)
 class Capture:
-    """Save a response value into ``var``: from the JSON body (``json``) or a header."""
+    """Save a response value into ``var``: from the JSON body, a header, a cookie or an HTML form field."""
 
     var: str
     json: JsonPath | None = None
     header: str | None = None
+    cookie: str | None = None  # a Set-Cookie of the response
+    html_input: str | None = None  # <input name=…> or <meta name=…> of an HTML response
 
     @property
     def json_path(self) -> str:
-        """JSONPath as the chain engine reads it: ``$.items[0].id``."""
-        out = "$"
-        for key in self.json or ():
-            out += f"[{key}]" if isinstance(key, int) else f".{key}"
-        return out
+        """JSONPath as the chain engine reads it: ``$.items[0].id``, ``$['a key']``."""
+        path = json_path(self.json or ())
+        if path is None:
+            raise ValueError(f"no JSON path for {self.json!r}")
+        return path
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def json_path(keys: JsonPath) -> str | None:
+    """The chain engine's JSON path for ``keys``; None when a key has both kinds of quote in it."""
+    out = "$"
+    for key in keys:
+        if isinstance(key, int):
+            out += f"[{key}]"
+        elif _PLAIN_KEY.match(key):
+            out += f".{key}"
+        elif "'" not in key:
+            out += f"['{key}']"
+        elif '"' not in key:
+            out += f'["{key}"]'
+        else:
+            return None
+    return out
+
+
+@dataclass
+class FilePart:
+    """A file of a multipart body; ``path`` (``files/…``) is where the writer puts ``data``."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+    lossy: bool = False  # the recording replaced bytes it could not show as text
+    path: str = ""
+
+
+@dataclass
+class Multipart:
+    fields: list[tuple[str, Any]]
+    files: list[FilePart]
+
+
+@dataclass
+class BodyFile:
+    """A body sent as raw bytes from a file: binary, large, or missing from the recording."""
+
+    data: bytes
+    content_type: str
+    recorded: bool = True  # False: the recording left the body out; the file is a placeholder
+    size: int = 0  # the recorded size when not recorded
+    path: str = ""
 
 
 @dataclass
@@ -78,9 +140,12 @@ class Call:
     query: list[tuple[str, Any]] = field(default_factory=list)
     headers: dict[str, Any] = field(default_factory=dict)
     json: Any = None
-    form: list[tuple[str, Any]] | None = None  # application/x-www-form-urlencoded fields
-    body: str | None = None  # any other body, verbatim
-    content_type: str | None = None
+    form: list[tuple[str, Any]] | None = None  # application/x-www-form-urlencoded fields, decoded
+    multipart: Multipart | None = None
+    body: str | None = None  # any other text body, verbatim
+    body_file: BodyFile | None = None
+    content_type: str | None = None  # of ``body``
+    trailing_slash: bool = False
     expect_status: list[int] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
     think_before: float = 0.0
@@ -88,7 +153,13 @@ class Call:
 
     def refs(self) -> set[str]:
         """The variables this call reads."""
-        return refs_in([self.path, self.query, self.headers, self.json, self.form])
+        fields = self.multipart.fields if self.multipart else None
+        return refs_in([self.path, self.query, self.headers, self.json, self.form, fields])
+
+    def envs(self) -> set[str]:
+        """The environment variables this call reads."""
+        fields = self.multipart.fields if self.multipart else None
+        return envs_in([self.path, self.query, self.headers, self.json, self.form, fields])
 
 
 @dataclass
@@ -98,9 +169,32 @@ class Scenario:
     calls: list[Call]
     generated: dict[str, Generated] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)  # environment variable -> what it stands for
 
     def refs(self) -> set[str]:
         return set().union(set(), *(call.refs() for call in self.calls))
+
+    def files(self) -> list[FilePart | BodyFile]:
+        """Every file the calls send, in order."""
+        out: list[FilePart | BodyFile] = []
+        for call in self.calls:
+            if call.multipart:
+                out += call.multipart.files
+            if call.body_file:
+                out.append(call.body_file)
+        return out
+
+
+def envs_in(value: Any) -> set[str]:
+    if isinstance(value, Env):
+        return {value.name}
+    if isinstance(value, Text):
+        return {p.name for p in value.parts if isinstance(p, Env)}
+    if isinstance(value, dict):
+        return set().union(set(), *(envs_in(v) for v in value.values()))
+    if isinstance(value, list | tuple):
+        return set().union(set(), *(envs_in(v) for v in value))
+    return set()
 
 
 def refs_in(value: Any) -> set[str]:
@@ -131,19 +225,31 @@ def stat_name(path: list[str | Ref]) -> str:
     return "/" + "/".join("[id]" if isinstance(s, Ref) or looks_like_id(s) else s for s in path)
 
 
-def step_name(method: str, name: str, taken: set[str]) -> str:
-    """``post_orders``, ``get_orders_id``: readable, unique, valid as a chain step name."""
+class Names(set[str]):
+    """Names taken so far; :meth:`unique` hands out ``base``, ``base_2``, … in constant time each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next: dict[str, int] = {}
+
+    def unique(self, base: str) -> str:
+        candidate, n = base, self._next.get(base, 2)
+        while candidate in self:
+            candidate, n = f"{base}_{n}", n + 1
+        self._next[base] = n
+        self.add(candidate)
+        return candidate
+
+
+def step_name(method: str, name: str, taken: Names) -> str:
+    """``post_orders``, ``get_orders_id``: readable, unique, valid as a chain step name (<= 64)."""
     words = [
         "id" if s == "[id]" else re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
         for s in name.split("/")
         if s and s != "api" and not _VERSION.match(s)
     ]
-    base = "_".join([method.lower(), *[w for w in words if w]])[:60] or method.lower()
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}_{n}", n + 1
-    taken.add(candidate)
-    return candidate
+    base = "_".join([method.lower(), *[w for w in words if w]])[:56] or method.lower()
+    return taken.unique(base)
 
 
 def singular(word: str) -> str:
@@ -161,10 +267,5 @@ def snake(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower() or "value"
 
 
-def unique_var(base: str, taken: set[str]) -> str:
-    base = re.sub(r"^(\d)", r"v_\1", snake(base))
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}_{n}", n + 1
-    taken.add(candidate)
-    return candidate
+def unique_var(base: str, taken: Names) -> str:
+    return taken.unique(re.sub(r"^(\d)", r"v_\1", snake(base))[:56])

@@ -1,15 +1,26 @@
-"""Writing an imported scenario: as a chain or a locustfile, to a file (never over one) or stdout."""
+"""Writing an imported scenario: a chain or a locustfile (never over an existing file) plus its files/.
+
+Bodies that are files (multipart file parts, binary or large bodies) go to
+``files/<scenario>/`` next to the output, named from the recorded file name
+reduced to safe characters; the recorded name itself stays data (the
+``filename`` the request sends).  Output paths come from the user (``-o``),
+never from the recording.
+"""
 
 from __future__ import annotations
 
+import mimetypes
+import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from loadstack.importers import ImportProblem, chain_writer, locust_writer
-from loadstack.importers.model import Scenario
+from loadstack.importers.model import BodyFile, FilePart, Scenario
 
 FORMATS = ("chain", "locustfile")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def header(scenario: Scenario, command: str, source: str) -> str:
@@ -21,7 +32,27 @@ def header(scenario: Scenario, command: str, source: str) -> str:
     )
 
 
+def safe_file_name(name: str, fallback: str = "file") -> str:
+    """A file name made of ``[A-Za-z0-9._-]`` only, no leading dot, at most 60 characters."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE.sub("_", base).lstrip("._-")[:60]
+    return cleaned or fallback
+
+
+def assign_paths(scenario: Scenario) -> None:
+    """Give every file body its place, ``files/<scenario>/NN-name``, relative to the output file."""
+    folder = safe_file_name(scenario.name, "imported")
+    for i, item in enumerate(scenario.files(), 1):
+        if isinstance(item, FilePart):
+            name = safe_file_name(item.filename, f"{item.field}.bin")
+        else:
+            extension = mimetypes.guess_extension(item.content_type.split(";")[0].strip()) or ".bin"
+            name = f"body{extension}"
+        item.path = f"files/{folder}/{i:02d}-{name}"
+
+
 def render(scenario: Scenario, fmt: str, head: str, *, style: str) -> str:
+    assign_paths(scenario)
     if fmt == "chain":
         return chain_writer.render(scenario, head)
     if fmt == "locustfile":
@@ -29,28 +60,51 @@ def render(scenario: Scenario, fmt: str, head: str, *, style: str) -> str:
     raise ImportProblem(f"unknown format {fmt!r} (use {' or '.join(FORMATS)})")
 
 
-def write(text: str, output: str | None, *, force: bool) -> str:
-    """Write to ``output`` (``-`` or None: stdout); refuses to replace a file unless ``force``."""
+def write(text: str, output: str | None, *, force: bool, files: Sequence[FilePart | BodyFile] = ()) -> str:
+    """Write to ``output`` (``-`` or None: stdout) and the files beside it; replaces nothing unless ``force``."""
     if output in (None, "-"):
+        if files:
+            raise ImportProblem(
+                f"the scenario sends {len(files)} file bod{'y' if len(files) == 1 else 'ies'}, "
+                "which go to files/ next to the output: write it with -o FILE"
+            )
         sys.stdout.write(text)
         return "stdout"
     path = Path(output)
-    if path.exists() and not force:
-        raise ImportProblem(f"{path} exists; pass --force to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # A file with the very same bytes is no replacement (a chain and a locustfile share files/).
+    changed = [f for f in files if not _holds(path.parent / f.path, f.data)]
+    existing = [t for t in [path, *(path.parent / f.path for f in changed)] if t.exists()]
+    if existing and not force:
+        raise ImportProblem(f"{existing[0]} exists; pass --force to replace it")
+    try:
+        for item in changed:
+            target = path.parent / item.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(item.data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+        tmp.replace(path)
+    except OSError as exc:
+        raise ImportProblem(f"{path}: cannot write: {exc.strerror or exc}") from None
     return str(path)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def summary(scenario: Scenario) -> list[str]:
     """What the import did, for the console (stderr)."""
     lines = [f"{len(scenario.calls)} calls in scenario {scenario.name!r}"]
     flows = []
+    reads = [(c.step, c.refs()) for c in scenario.calls]
     for call in scenario.calls:
         for cap in call.captures:
-            users = [c.step for c in scenario.calls if cap.var in c.refs()]
+            users = [step for step, refs in reads if cap.var in refs]
             flows.append(f"{cap.var} ({call.step} → {', '.join(users) or 'unused'})")
     if flows:
         lines.append("correlated: " + "; ".join(flows))
@@ -59,4 +113,12 @@ def summary(scenario: Scenario) -> list[str]:
     thinks = [c.think_before for c in scenario.calls if c.think_before > 0]
     if thinks:
         lines.append(f"think times: {len(thinks)} (total {sum(thinks):.1f}s)")
+    files = scenario.files()
+    if files:
+        lines.append(f"file bodies: {len(files)} under {files[0].path.rsplit('/', 1)[0]}/")
+    if scenario.secrets:
+        lines.append(
+            "secrets are not copied; set these environment variables for the run: "
+            + "; ".join(f"{name} ({what})" for name, what in sorted(scenario.secrets.items()))
+        )
     return lines + scenario.notes

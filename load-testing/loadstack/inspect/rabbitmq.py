@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -37,9 +36,11 @@ from typing import Any
 
 import amqp
 
-from loadstack import safety
+from loadstack import safety, settings
 from loadstack.masking import mask_url
 
+# Heartbeats on: a broker notices a dead inspector (and frees what it holds) within 2 × this.
+HEARTBEAT_S = 30
 QUEUE_TYPES = ("classic", "quorum", "stream")
 
 
@@ -131,7 +132,7 @@ class QueueInspector:
         allow_remote: bool = False,
         timeout: float = 5.0,
     ) -> None:
-        self.url = url or os.environ.get("LOADSTACK_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
+        self.url = url or settings.current().amqp_url
         parts = _parse_url(self.url)
         try:
             safety.check_target(self.url, allow_remote=allow_remote, what="RabbitMQ")
@@ -148,10 +149,15 @@ class QueueInspector:
         self.port = parts.port or 5672
         self.vhost = vhost_of(self.url)
         self.management_url = (
-            management_url
-            or os.environ.get("LOADSTACK_RABBITMQ_MANAGEMENT_URL")
-            or f"http://{self.host}:15672"
+            management_url or settings.current().rabbitmq_management_url or f"http://{self.host}:15672"
         )
+        self.allow_remote = allow_remote
+        try:  # it receives the broker's credentials (HTTP Basic): the same rule as the broker itself
+            safety.check_target(
+                self.management_url, allow_remote=allow_remote, what="RabbitMQ management API"
+            )
+        except safety.RemoteTargetError as exc:
+            raise InspectError(str(exc)) from None
         self._conn: amqp.Connection | None = None
         self._types: dict[str, str] = {}
 
@@ -164,7 +170,7 @@ class QueueInspector:
                 password=self.password,
                 virtual_host=self.vhost,
                 connect_timeout=self.timeout,
-                heartbeat=0,
+                heartbeat=HEARTBEAT_S,
             )
             try:
                 conn.connect()
@@ -172,6 +178,14 @@ class QueueInspector:
                 raise InspectError(f"cannot connect to {mask_url(self.url)}: {exc}") from None
             self._conn = conn
         return self._conn
+
+    def heartbeat(self) -> None:
+        """Send/check AMQP heartbeats on a long-lived connection (py-amqp leaves that to its caller)."""
+        if self._conn is not None and self._conn.connected:
+            try:
+                self._conn.heartbeat_tick()
+            except (OSError, amqp.exceptions.AMQPError):
+                self.close()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -222,7 +236,7 @@ class QueueInspector:
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(request, timeout=2) as resp:
+            with safety.urlopen(request, allow_remote=self.allow_remote, timeout=2) as resp:
                 rows = json.load(resp)
         except (urllib.error.URLError, OSError, ValueError):
             return None
@@ -375,6 +389,7 @@ class QueueSampler:
 
     def sample_once(self) -> None:
         now = time.time()
+        self.inspector.heartbeat()
         for queue in self.queues:
             try:
                 channel = self.inspector.connection().channel()

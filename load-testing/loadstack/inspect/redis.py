@@ -16,14 +16,13 @@ it alone too.  For defence in depth, run it as an ACL user limited to reads:
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
-from loadstack import safety
+from loadstack import safety, settings
 from loadstack.masking import mask_url
 
 # Command -> allowed first arguments (subcommands), or None for "any arguments".
@@ -149,7 +148,7 @@ def _text(value: Any) -> Any:
 
 class RedisInspector:
     def __init__(self, url: str | None = None, *, allow_remote: bool = False, timeout: float = 5.0) -> None:
-        self.url = url or os.environ.get("LOADSTACK_REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.url = url or settings.current().redis_url
         if not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise InspectError(
                 f"not a Redis URL: {mask_url(self.url)!r} (expected redis://[user:pass@]host:6379/0)"

@@ -9,53 +9,52 @@ end up in ``summary.json`` under ``queues`` and in the exporter's
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import gevent
 from locust.env import Environment
 
-from loadstack import runcontext
+from loadstack import runcontext, settings
 from loadstack.inspect.rabbitmq import QueueSampler
+from loadstack.profiles import RunSettings
 
 log = logging.getLogger("loadstack.sampling")
 
 
-def configured_queues(settings: dict[str, Any]) -> list[str]:
-    names = list(settings.get("sample_queues") or [])
-    if env := os.environ.get("LOADSTACK_SAMPLE_QUEUES"):
+def configured_queues(run: RunSettings) -> list[str]:
+    names = list(run.sample_queues or [])
+    if env := settings.current().sample_queues:
         names += [n.strip() for n in env.split(",") if n.strip()]
     run_id = runcontext.current().run_id
     return list(dict.fromkeys(n.replace("{run_id}", run_id) for n in names))
 
 
-def start(environment: Environment, settings: dict[str, Any]) -> QueueSampler | None:
-    """Start sampling (if any queue is configured); the sampler is also ``environment.loadstack_queue_sampler``."""
-    queues = configured_queues(settings)
+def start(environment: Environment, run: RunSettings) -> QueueSampler | None:
+    """Start sampling (if any queue is configured)."""
+    queues = configured_queues(run)
     if not queues:
         return None
-    url = os.environ.get("LOADSTACK_AMQP_URL") or "amqp://guest:guest@127.0.0.1:5672//"
-    sampler = QueueSampler(url, queues, allow_remote=os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1")
-    interval = float(settings.get("sample_interval") or 5)
+    sampler = QueueSampler(settings.current().amqp_url, queues, allow_remote=run.allow_remote)
+    interval = run.sample_interval
 
     def loop() -> None:
         while True:
             sampler.sample_once()
             gevent.sleep(interval)
 
+    running: list[gevent.Greenlet] = []
+
     def begin(**_: Any) -> None:
-        if not getattr(sampler, "_greenlet", None):
-            sampler._greenlet = gevent.spawn(loop)  # type: ignore[attr-defined]
+        if not running:
+            running.append(gevent.spawn(loop))
 
     def finish(**_: Any) -> None:
-        greenlet = getattr(sampler, "_greenlet", None)
-        if greenlet is not None:
+        for greenlet in running:
             greenlet.kill(block=False)
         sampler.sample_once()
         sampler.inspector.close()
 
     environment.events.test_start.add_listener(begin)
     environment.events.quitting.add_listener(finish)
-    environment.loadstack_queue_sampler = sampler  # type: ignore[attr-defined]
     log.info("sampling queue depth every %.0fs: %s", interval, ", ".join(queues))
     return sampler

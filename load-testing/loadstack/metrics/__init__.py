@@ -11,10 +11,8 @@ disabled means no listener and no port.
 
 from __future__ import annotations
 
-import os
-
-ENV_ENABLE = "LOCUST_METRICS_EXPORT"
+from loadstack.settings import current
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_ENABLE, "0").lower() in ("1", "true", "yes", "on")
+    return current().metrics_export

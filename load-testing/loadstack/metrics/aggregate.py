@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
+from dataclasses import dataclass, field
 from typing import Any
+
+from loadstack.aggregation import Aggregator
 
 # Upper bounds in seconds (le); a final +Inf bucket is implied.
 BUCKETS: tuple[float, ...] = (
@@ -39,14 +42,33 @@ def exception_label(exception: BaseException | str) -> str:
     return text if len(text) <= _MAX_LABEL else text[: _MAX_LABEL - 1] + "…"
 
 
-class RequestMetrics:
-    """``(method, name) -> [successes, failures, sum_seconds, bucket counts]`` and error counts."""
+@dataclass(slots=True)
+class RequestTally:
+    """One (method, name)'s requests: outcomes, summed seconds and fixed-bucket counts."""
 
-    REPORT_KEY = "loadstack_metrics"
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
+
+    def add(self, other: RequestTally) -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.seconds += other.seconds
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
+
+class RequestMetrics(Aggregator):
+    """``(method, name) -> RequestTally`` and error counts; the master's view only grows (never reset)."""
+
+    report_key = "loadstack_metrics"
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], list[Any]] = {}
+        # Merged view (master, or a local runner after sync()) and the deltas since the last report.
+        self.requests: dict[tuple[str, str], RequestTally] = {}
         self.errors: dict[tuple[str, str, str], int] = {}
+        self._pending: dict[tuple[str, str], RequestTally] = {}
+        self._pending_errors: dict[tuple[str, str, str], int] = {}
 
     def observe(
         self,
@@ -57,39 +79,33 @@ class RequestMetrics:
         exception: BaseException | None = None,
         **_: Any,
     ) -> None:
-        """``events.request`` listener (workers and local runners)."""
         key = (request_type, name)
-        acc = self.requests.get(key)
-        if acc is None:
-            acc = self.requests[key] = [0, 0, 0.0, [0] * (len(BUCKETS) + 1)]
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = RequestTally()
         seconds = response_time / 1000.0
         if exception is None:
-            acc[0] += 1
+            tally.ok += 1
         else:
-            acc[1] += 1
+            tally.failed += 1
             ekey = (request_type, name, exception_label(exception))
-            self.errors[ekey] = self.errors.get(ekey, 0) + 1
-        acc[2] += seconds
-        acc[3][bisect_left(BUCKETS, seconds)] += 1
+            self._pending_errors[ekey] = self._pending_errors.get(ekey, 0) + 1
+        tally.seconds += seconds
+        tally.buckets[bisect_left(BUCKETS, seconds)] += 1
 
     def drain(self) -> dict[str, Any]:
-        """The deltas since the last drain, as plain data for Locust's worker report."""
-        requests, errors = self.requests, self.errors
-        self.requests, self.errors = {}, {}
+        requests, errors = self._pending, self._pending_errors
+        self._pending, self._pending_errors = {}, {}
         return {
-            "requests": [[m, n, *acc[:3], acc[3]] for (m, n), acc in requests.items()],
+            "requests": [[m, n, t.ok, t.failed, t.seconds, t.buckets] for (m, n), t in requests.items()],
             "errors": [[m, n, e, c] for (m, n, e), c in errors.items()],
         }
 
-    def merge(self, delta: dict[str, Any]) -> None:
-        """Add a worker's deltas (master side; monotonic, never reset)."""
-        for method, name, ok, failed, seconds, buckets in delta.get("requests", ()):
-            acc = self.requests.get((method, name))
-            if acc is None:
-                acc = self.requests[(method, name)] = [0, 0, 0.0, [0] * (len(BUCKETS) + 1)]
-            acc[0] += ok
-            acc[1] += failed
-            acc[2] += seconds
-            acc[3] = [a + b for a, b in zip(acc[3], buckets, strict=True)]
-        for method, name, error, count in delta.get("errors", ()):
+    def merge(self, payload: dict[str, Any]) -> None:
+        for method, name, ok, failed, seconds, buckets in payload.get("requests", ()):
+            tally = self.requests.get((method, name))
+            if tally is None:
+                tally = self.requests[(method, name)] = RequestTally()
+            tally.add(RequestTally(ok, failed, seconds, buckets))
+        for method, name, error, count in payload.get("errors", ()):
             self.errors[(method, name, error)] = self.errors.get((method, name, error), 0) + count

@@ -23,22 +23,30 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from loadstack.metrics.aggregate import BUCKETS, RequestMetrics
+from loadstack.inspect.rabbitmq import QueueSampler
+from loadstack.metrics.aggregate import BUCKETS, RequestMetrics, RequestTally
 
 WORKER_STATES = ("ready", "spawning", "running", "stopped", "missing")
 
 
-def _histogram(family: HistogramMetricFamily, labels: list[str], acc: list[Any]) -> None:
-    cumulative = list(accumulate(acc[3]))
+def _histogram(family: HistogramMetricFamily, labels: list[str], tally: RequestTally) -> None:
+    cumulative = list(accumulate(tally.buckets))
     buckets = [(repr(b), c) for b, c in zip(BUCKETS, cumulative, strict=False)] + [("+Inf", cumulative[-1])]
-    family.add_metric(labels, buckets, acc[2])
+    family.add_metric(labels, buckets, tally.seconds)
 
 
 class LoadstackCollector(Collector):
     def __init__(
-        self, environment: Environment, metrics: RequestMetrics, run_id: str, profile: str, host: str
+        self,
+        environment: Environment,
+        metrics: RequestMetrics,
+        run_id: str,
+        profile: str,
+        host: str,
+        sampler: QueueSampler | None = None,
     ) -> None:
         self.env = environment
+        self.sampler = sampler
         self.metrics = metrics
         self.run = [run_id, profile]
         self.host = host
@@ -64,18 +72,19 @@ class LoadstackCollector(Collector):
             "Duration of a chain step",
             labels=[*base, "chain", "step"],
         )
+        self.metrics.sync()
         snapshot = dict(self.metrics.requests)
         self.chains |= {name for (method, name) in snapshot if method == "CHAIN"}
-        for (method, name), acc in sorted(snapshot.items()):
-            requests.add_metric([*self.run, method, name, "success"], acc[0])
-            requests.add_metric([*self.run, method, name, "failure"], acc[1])
-            _histogram(duration, [*self.run, method, name], acc)
+        for (method, name), tally in sorted(snapshot.items()):
+            requests.add_metric([*self.run, method, name, "success"], tally.ok)
+            requests.add_metric([*self.run, method, name, "failure"], tally.failed)
+            _histogram(duration, [*self.run, method, name], tally)
             if method == "CHAIN":
-                _histogram(chain_duration, [*self.run, name], acc)
+                _histogram(chain_duration, [*self.run, name], tally)
             else:
                 chain, sep, step = name.partition("/")
                 if sep and chain in self.chains:
-                    _histogram(step_duration, [*self.run, chain, step], acc)
+                    _histogram(step_duration, [*self.run, chain, step], tally)
         yield requests
         yield duration
         yield chain_duration
@@ -116,7 +125,7 @@ class LoadstackCollector(Collector):
                 workers.add_metric([*self.run, state], sum(1 for c in clients.values() if c.state == state))
             yield workers
 
-        sampler = getattr(self.env, "loadstack_queue_sampler", None)
+        sampler = self.sampler
         if sampler is not None:
             depth = GaugeMetricFamily(
                 "loadstack_queue_messages", "Messages ready in a queue (sampled)", labels=[*base, "queue"]

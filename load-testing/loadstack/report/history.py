@@ -18,16 +18,10 @@ def verdict_of(summary: dict[str, Any], interrupted: bool = False) -> str:
     return "failures" if summary["totals"]["failures"] else "pass"
 
 
-def append(
-    results_root: Path,
-    summary: dict[str, Any],
-    *,
-    run_dir: Path,
-    exit_code: int,
-    verdict: str,
-    sut_version: str | None,
-) -> dict[str, Any]:
-    entry = {
+def entry(summary: dict[str, Any], *, run_dir: Path, sut_version: str | None) -> dict[str, Any]:
+    """The history line of a finished run: figures and the outcome the master decided."""
+    outcome = summary.get("outcome") or {}
+    return {
         "run_id": summary["run_id"],
         "profile": summary["profile"],
         "host": summary.get("host"),
@@ -36,17 +30,21 @@ def append(
         "end": summary["end"],
         "duration_s": summary["duration_s"],
         "totals": {k: summary["totals"][k] for k in FIGURES},
-        "verdict": verdict,
-        "exit_code": exit_code,
+        "verdict": outcome.get("verdict") or verdict_of(summary),
+        "exit_code": outcome.get("exit_code"),
         "gates": {
             s: sum(1 for g in summary.get("gates", []) if g["status"] == s) for s in ("pass", "fail", "error")
         },
         "results_dir": str(run_dir),
     }
+
+
+def append(results_root: Path, line: dict[str, Any]) -> dict[str, Any]:
+    """Add one run's line to ``results/history.jsonl``."""
     results_root.mkdir(parents=True, exist_ok=True)
     with open(results_root / "history.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
-    return entry
+        fh.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return line
 
 
 def load(results_root: Path) -> list[dict[str, Any]]:

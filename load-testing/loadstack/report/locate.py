@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from loadstack.metrics.dashboard import UID
+from loadstack.settings import current
 
 
 def grafana_url(run_id: str | None = None) -> str:
     """The provisioned dashboard in the compose stack's Grafana (127.0.0.1 only)."""
-    base = (
-        os.environ.get("LOADSTACK_GRAFANA_URL")
-        or f"http://127.0.0.1:{os.environ.get('LOADSTACK_GRAFANA_PORT', '3000')}"
-    )
+    config = current()
+    base = config.grafana_url or f"http://127.0.0.1:{config.grafana_port}"
     url = f"{base}/d/{UID}/load-testing-loadstack"
     return f"{url}?var-run_id={run_id}" if run_id else url
 

@@ -11,7 +11,6 @@ its own stat entry (``pool/acquire``).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,28 +25,29 @@ from locust import User
 from locust.env import Environment
 from psycogreen.gevent import patch_psycopg
 
-from loadstack import runcontext, safety
+from loadstack import runcontext, safety, settings
 from loadstack.masking import mask_url
 from loadstack.users.base import Backoff, RequestFailure, TimedClient, user_context
 
 # Must run before any connection exists: psycopg2 then waits on sockets through gevent.
 patch_psycopg()
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 _now = time.perf_counter
 
 
 def default_dsn() -> str:
-    return os.environ.get("LOADSTACK_POSTGRES_DSN") or DEFAULT_DSN
+    return settings.current().postgres_dsn
 
 
 def allow_remote() -> bool:
-    return os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1"
+    return runcontext.current().settings.allow_remote
 
 
 def connect(dsn: str, *, connect_timeout: float = 5.0) -> psycopg2.extensions.connection:
     """An autocommit connection tagged with the run id (``application_name``) so it can be found."""
-    safety.check_target(dsn, allow_remote=allow_remote(), what="PostgreSQL")
+    safety.check_target(
+        dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
+    )
     conn = psycopg2.connect(
         dsn,
         connect_timeout=max(1, int(connect_timeout)),
@@ -74,7 +74,9 @@ class SharedPool:
 
     def _ensure(self) -> psycopg2.pool.ThreadedConnectionPool:
         if self._pool is None:
-            safety.check_target(self.dsn, allow_remote=allow_remote(), what="PostgreSQL")
+            safety.check_target(
+                self.dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
+            )
             self._pool = psycopg2.pool.ThreadedConnectionPool(
                 0, self.maxconn, self.dsn, application_name=f"loadstack-{runcontext.current().run_id}"[:63]
             )

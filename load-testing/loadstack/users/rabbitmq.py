@@ -11,7 +11,6 @@ noticed on the next operation, dropped, and reopened with backoff.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from typing import Any
@@ -21,16 +20,15 @@ import kombu
 from locust import User
 from locust.env import Environment
 
-from loadstack import runcontext, safety
+from loadstack import runcontext, safety, settings
 from loadstack.users.base import Backoff, RequestFailure, TimedClient, user_context
 
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 SENT_AT_HEADER = "x-loadstack-sent-at"
 RUN_ID_HEADER = "x-loadstack-run-id"
 
 
 def default_url() -> str:
-    return os.environ.get("LOADSTACK_AMQP_URL") or DEFAULT_URL
+    return settings.current().amqp_url
 
 
 def run_queue_name(suffix: str) -> str:
@@ -70,7 +68,7 @@ class RabbitMQClient(TimedClient):
         try:
             with self.measure("connect"):
                 safety.check_target(
-                    self.url, allow_remote=os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1", what="RabbitMQ"
+                    self.url, allow_remote=runcontext.current().settings.allow_remote, what="RabbitMQ"
                 )
                 conn = kombu.Connection(
                     self.url,

@@ -9,7 +9,6 @@ redis-py dropping broken connections and opening new ones on the next command.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,22 +17,21 @@ import redis
 from locust import User
 from locust.env import Environment
 
-from loadstack import safety
+from loadstack import runcontext, safety, settings
 from loadstack.users.base import TimedClient, user_context
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _pools: dict[str, redis.BlockingConnectionPool] = {}
 
 
 def default_url() -> str:
-    return os.environ.get("LOADSTACK_REDIS_URL") or DEFAULT_URL
+    return settings.current().redis_url
 
 
 def shared_client(url: str, *, max_connections: int = 200, timeout: float = 5.0) -> redis.Redis:
     """The process-wide client for ``url`` (created on first use)."""
     pool = _pools.get(url)
     if pool is None:
-        safety.check_target(url, allow_remote=os.environ.get("LOADSTACK_ALLOW_REMOTE") == "1", what="Redis")
+        safety.check_target(url, allow_remote=runcontext.current().settings.allow_remote, what="Redis")
         pool = redis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,

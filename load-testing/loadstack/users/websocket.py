@@ -24,7 +24,7 @@ import websocket
 from locust import User
 from locust.env import Environment
 
-from loadstack import auth
+from loadstack import auth, runcontext, safety
 from loadstack.users.base import RequestFailure, TimedClient, user_context
 
 Frame = dict[str, Any]
@@ -79,9 +79,11 @@ class WebSocketClient(TimedClient):
         with self.measure(name):
             headers = auth.with_credentials(self.headers, self.environment.events.request) or {}
             header = [f"{k}: {v}" for k, v in headers.items()]
-            self.ws = websocket.create_connection(
-                ws_url(self.base_url, path), timeout=self.timeout, header=header
+            url = ws_url(self.base_url, path)
+            safety.check_target(
+                url, allow_remote=runcontext.current().settings.allow_remote, what="WebSocket URL"
             )
+            self.ws = websocket.create_connection(url, timeout=self.timeout, header=header)
 
     def send_json(self, payload: Any) -> None:
         self._socket().send(json.dumps(payload, separators=(",", ":")))

@@ -1,0 +1,5 @@
+"""How a run's processes are started: natively (``native``) or on the compose stack (``compose``).
+
+Launchers only start and stop processes; the sequence they follow is
+:mod:`loadstack.lifecycle`, and what a run means is :mod:`loadstack.master`.
+"""
