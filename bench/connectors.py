@@ -25,7 +25,7 @@ from locust.env import Environment
 
 from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned
 from bench.harness import Target, print_comparison
-from loadstack.plugin import UserClassStats
+from loadstack.user_classes import UserClassStats
 from loadstack.users.postgres import PostgresClient
 from loadstack.users.rabbitmq import RUN_ID_HEADER, RabbitMQClient
 from loadstack.users.redis import RedisClient
@@ -42,7 +42,7 @@ def environment(with_locust_stats: bool) -> Environment:
     env = Environment()
     if with_locust_stats:
         env.create_local_runner()  # registers Locust's stats listener on events.request
-    UserClassStats(env, "local")
+    UserClassStats().attach(env, "local")
     return env
 
 

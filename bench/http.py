@@ -40,8 +40,8 @@ from bench.harness import (
 )
 from loadstack import auth, runcontext
 from loadstack.auth.config import AuthSpec
-from loadstack.plugin import UserClassStats
 from loadstack.profiles import RunSettings
+from loadstack.user_classes import UserClassStats
 from loadstack.users.http import RUN_ID_HEADER, HttpUser
 
 TARGET = Target(0.95)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
                 cls,
                 host,
                 args.users,
-                setup=(lambda env: UserClassStats(env, "local")) if side == "loadstack" else None,
+                setup=(lambda env: UserClassStats().attach(env, "local")) if side == "loadstack" else None,
             )
             for side, cls in sides.items()
         }
