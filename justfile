@@ -39,8 +39,12 @@ lint:
     {{python}} -m ruff check .
     {{python}} -m ruff format --check .
 
-# Benchmarks with ratios measured side by side: just bench [connectors|exporter|chains ...]
+# Benchmarks, CPU per operation side by side (docs/performance.md):
+# just bench [connectors|chains|exporter|http|scale|websocket|startup|soak ...] [--rounds N] [--json FILE]
+# (no names: all but soak, which is long and opt-in; `just bench soak --minutes 3` checks it quickly)
 bench *names:
+    {{python}} -m pip install -q -e '.[bench]'
+    command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the http bench runs without its ceiling"
     bash infra/dev/ensure-services.sh
     {{python}} -m bench "$@"
 

@@ -2,23 +2,28 @@
 
 Both sides are real Locust users run by a ``LocalRunner`` in this process, against the
 same demo platform, PostgreSQL and Redis: HTTP ``GET /health``, SQL ``SELECT 1``,
-Redis ``GET``.  Rounds alternate between the two user classes; throughput is
-completed iterations per second (the chain's ``CHAIN`` entries vs the
-hand-written task's last request).  Target: ratio >= 0.95.
+Redis ``GET``.  Rounds alternate between the two user classes.  Primary figure: the
+generator's CPU per completed iteration (the chain's ``CHAIN`` entries vs the hand-written
+task's last request); target: hand-written cost / engine cost >= 0.95.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
 import redis as redis_lib
-from locust import constant, task
-from locust.env import Environment
+from locust import task
 
-from bench.common import ab_arguments, abba, verdict
+from bench.common import (
+    Gate,
+    arguments,
+    interleaved_rounds,
+    locust_side,
+    pin_services,
+    pin_url_server,
+    pinned,
+)
+from bench.harness import Target, print_comparison
 from loadstack.chains import ChainUser, from_python
 from loadstack.chains import steps as s
 from loadstack.users.http import HttpUser
@@ -39,13 +44,10 @@ three_steps = from_python(
 
 
 class EngineUser(ChainUser):
-    wait_time = constant(0)
     chains = [three_steps]
 
 
 class HandWrittenUser(HttpUser):
-    wait_time = constant(0)
-
     def on_start(self) -> None:
         self.sql = PostgresClient(self.environment, user=self)
         self.cache = RedisClient(self.environment, user=self)
@@ -59,48 +61,58 @@ class HandWrittenUser(HttpUser):
         self.cache.get(KEY, name="hand/cache")
 
 
-def iterations_per_second(user_class: type, host: str, users: int, duration: float) -> tuple[float, float]:
-    """(completed iterations per second, load-generator CPU share) of one measured round."""
-    env = Environment(user_classes=[user_class], host=host)
-    runner = env.create_local_runner()
-    runner.start(users, spawn_rate=users)
-    gevent.sleep(1.0)  # spawn, connect, warm up
-    marker = ("bench", "CHAIN") if user_class is EngineUser else ("hand/cache", "REDIS")
-    before, cpu0 = (
-        env.stats.entries[marker].num_requests if marker in env.stats.entries else 0,
-        time.process_time(),
-    )
-    gevent.sleep(duration)
-    after, cpu1 = env.stats.entries[marker].num_requests, time.process_time()
-    failures = env.stats.total.num_failures
-    runner.quit()
-    if failures:
-        raise RuntimeError(f"{user_class.__name__}: {failures} failures; see the demo platform")
-    return (after - before) / duration, (cpu1 - cpu0) / duration
+TARGET = Target(0.95)
+MARKERS = {"engine": ("bench", "CHAIN"), "hand-written": ("hand/cache", "REDIS")}
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = ab_arguments(__doc__, argv)
+    args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8)
     redis_lib.Redis.from_url("redis://127.0.0.1:6379/0").set(KEY, "x" * 64)
     print(
-        f"chains: {args.users} users, {args.duration:.0f}s rounds, {args.rounds} rounds in ABBA order (median)"
+        f"chains: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
+        f"{args.slices} slices (sides alternating slice by slice); generator CPU per iteration"
     )
-    with demo_platform() as host:
-        hand, engine = abba(
-            args.rounds,
-            lambda is_engine: iterations_per_second(
-                EngineUser if is_engine else HandWrittenUser, host, args.users, args.duration
-            ),
-        )
-    h, e = statistics.median(r for r, _ in hand), statistics.median(r for r, _ in engine)
-    cpu = statistics.median(share for _, share in hand + engine)
-    ratio = e / h
-    print(
-        f"{'3-step chain':<26} hand-written {h:>8.0f} it/s   engine {e:>8.0f} it/s   ratio {ratio:.3f}"
-        f"   (load generator CPU {cpu:.0%})"
+    with pinned(not args.no_pin) as pinning, demo_platform() as host:
+        pin_url_server(pinning, "demo platform", host)
+        pin_services(pinning, ["PostgreSQL", "Redis"])
+        pinning.report("chains")
+        gate = Gate(["hand-written", "engine"])
+        envs = {
+            "hand-written": locust_side(gate, "hand-written", HandWrittenUser, host, args.users),
+            "engine": locust_side(gate, "engine", EngineUser, host, args.users),
+        }
+
+        def counter(side: str):
+            env = envs[side][0]
+            return lambda: (
+                env.stats.entries[MARKERS[side]].num_requests if MARKERS[side] in env.stats.entries else 0
+            )
+
+        gevent.sleep(1.0)  # spawn, connect
+        try:
+            samples, _ = interleaved_rounds(
+                args.rounds,
+                gate,
+                {side: counter(side) for side in envs},
+                slices=args.slices,
+                slice_s=args.duration / args.slices,
+            )
+        finally:
+            for _env, runner in envs.values():
+                runner.quit()
+        failures = {side: env.stats.total.num_failures for side, (env, _) in envs.items()}
+        if any(failures.values()):
+            raise RuntimeError(f"chains bench: failures {failures}; see the demo platform")
+    return print_comparison(
+        "chains",
+        "3-step chain",
+        samples,
+        "hand-written",
+        ["engine"],
+        target=TARGET,
+        judged="engine",
+        unit="it",
     )
-    verdict("chains", "engine throughput", ratio, 0.95)
-    return {"hand": h, "engine": e, "ratio": ratio}
 
 
 if __name__ == "__main__":

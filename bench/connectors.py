@@ -5,16 +5,15 @@ and the same message (the AMQP run-id header included).  Three variants:
 
 * ``bare``: the client library alone;
 * ``loadstack``: through ``TimedClient.call`` with ``events.request`` fired and
-  loadstack's own per-request listener attached — loadstack's cost (target >= 0.90);
+  loadstack's own per-request listener attached — loadstack's cost (target: bare CPU per
+  operation / loadstack CPU per operation >= 0.90);
 * ``+locust stats``: also Locust's own stats listener, i.e. everything a request
   costs on a worker.  Reported for information: that part is Locust's.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import statistics
 import uuid
 
 import amqp
@@ -24,8 +23,9 @@ import psycopg2
 import redis
 from locust.env import Environment
 
-from bench.common import throughput
-from loadstack.plugin import UserClassStats
+from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned
+from bench.harness import Target, print_comparison
+from loadstack.user_classes import UserClassStats
 from loadstack.users.postgres import PostgresClient
 from loadstack.users.rabbitmq import RUN_ID_HEADER, RabbitMQClient
 from loadstack.users.redis import RedisClient
@@ -34,54 +34,56 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CONTEXT = {"user_class": "BenchUser"}
+TARGET = Target(0.90)
+VARIANTS = ["bare", "loadstack", "+locust stats"]
 
 
 def environment(with_locust_stats: bool) -> Environment:
     env = Environment()
     if with_locust_stats:
         env.create_local_runner()  # registers Locust's stats listener on events.request
-    UserClassStats(env, "local")
+    UserClassStats().attach(env, "local")
     return env
 
 
 def measure(name, bare, wrapped, args) -> dict:
-    """Alternate the three variants ``rounds`` times (drift hits all) and compare medians."""
+    """The three variants side by side: all connected at once, measured slice by slice."""
     envs = {"loadstack": environment(False), "+locust stats": environment(True)}
-    samples: dict[str, list[float]] = {"bare": [], "loadstack": [], "+locust stats": []}
-    for _ in range(args.rounds):
-        samples["bare"].append(throughput(args.workers, args.duration, bare))
-        for label, env in envs.items():
-            samples[label].append(throughput(args.workers, args.duration, lambda env=env: wrapped(env)))
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    row = {
-        "name": name,
-        **med,
-        "ratio": med["loadstack"] / med["bare"],
-        "ratio_full": med["+locust stats"] / med["bare"],
+    gate = Gate(VARIANTS)
+    counters = {
+        "bare": op_loops(gate, "bare", args.users, bare),
+        **{v: op_loops(gate, v, args.users, lambda env=envs[v]: wrapped(env)) for v in VARIANTS[1:]},
     }
+    try:
+        samples, _ = interleaved_rounds(
+            args.rounds, gate, counters, slices=args.slices, slice_s=args.duration / args.slices
+        )
+    finally:
+        gate.stop()
+    return print_comparison(
+        "connectors", name, samples, "bare", VARIANTS[1:], target=TARGET, judged="loadstack"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments(
+        __doc__,
+        argv,
+        users=8,
+        duration=1.0,
+        rounds=8,
+    )
     print(
-        f"{name:<26} bare {med['bare']:>8.0f}/s  loadstack {med['loadstack']:>8.0f}/s (ratio {row['ratio']:.3f})  "
-        f"+locust stats {med['+locust stats']:>8.0f}/s (ratio {row['ratio_full']:.3f})",
-        flush=True,
+        f"connectors: {args.users} greenlets per variant, {args.rounds} rounds of {args.duration:g}s per variant "
+        f"in {args.slices} slices (variants alternating slice by slice); generator CPU per operation"
     )
-    return row
+    with pinned(not args.no_pin) as pinning:
+        pin_services(pinning, ["Redis", "PostgreSQL", "RabbitMQ"])
+        pinning.report("connectors")
+        return run(args)
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, default=8, help="greenlets (concurrent users)")
-    parser.add_argument("--duration", type=float, default=1.0, help="seconds per measurement")
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=15,
-        help="alternating rounds per variant (short rounds, so VM noise hits all variants alike)",
-    )
-    args = parser.parse_args(argv)
-    print(
-        f"connectors: {args.workers} greenlets, {args.duration:.0f}s x {args.rounds} rounds per variant (median)"
-    )
-
+def run(args) -> dict:
     shared = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=50))
     shared.set("bench:key", "v" * 64)
 
@@ -124,18 +126,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         client.context = CONTEXT
         return lambda: client.publish("publish", b"x" * 64, routing_key=queue)
 
-    rows = [
-        measure("redis GET", bare_redis, loadstack_redis, args),
-        measure("SQL SELECT 1", bare_sql, loadstack_sql, args),
-        measure("AMQP publish (confirmed)", bare_amqp, loadstack_amqp, args),
-    ]
-    with contextlib.suppress(amqp.exceptions.AMQPError):
-        setup.channel().queue_delete(queue)
-    worst = min(row["ratio"] for row in rows)
-    print(
-        f"connectors: worst loadstack ratio {worst:.3f} (target >= 0.90) -> {'OK' if worst >= 0.90 else 'BELOW TARGET'}"
-    )
-    return rows
+    try:
+        return {
+            "redis GET": measure("redis GET", bare_redis, loadstack_redis, args),
+            "SQL SELECT 1": measure("SQL SELECT 1", bare_sql, loadstack_sql, args),
+            "AMQP publish (confirmed)": measure("AMQP publish (confirmed)", bare_amqp, loadstack_amqp, args),
+        }
+    finally:
+        with contextlib.suppress(amqp.exceptions.AMQPError):
+            setup.channel().queue_delete(queue)
+        setup.release()
 
 
 if __name__ == "__main__":

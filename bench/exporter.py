@@ -2,78 +2,117 @@
 
 "On" is everything the exporter adds to a run: the per-request listener that
 fills the histograms, the collector, the gevent WSGI server, and a scrape of
-``/metrics`` every second (as Prometheus would).  Rounds alternate in ABBA order.
-Target: loss <= 2 % (ratio >= 0.98).
+``/metrics`` every second (as Prometheus would; the scraping client is a separate
+process, as Prometheus is).  Primary figure: the generator's CPU per request on each
+side.  Target: loss <= 2 %, i.e. CPU per request off / on >= 0.98.
 """
 
 from __future__ import annotations
 
 import os
-import statistics
-import urllib.request
+import subprocess
+import sys
 
 import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
-from locust import constant, task
-from locust.env import Environment
+from locust import task
 
-from bench.common import ab_arguments, abba, verdict
+from bench.common import Gate, arguments, interleaved_rounds, locust_side, pin_url_server, pinned
+from bench.harness import Target, print_comparison
+from loadstack import settings
 from loadstack.metrics import server as metrics_server
 from loadstack.processes import free_port
 from loadstack.users.http import HttpUser
 from loadstack_demo.process import demo_platform
 
+TARGET = Target(0.98)
+# A Prometheus stand-in in its own process: GET /metrics for every line it reads (bounded).
+SCRAPER = """
+import sys, urllib.request
+url = sys.argv[1]
+for n, _ in enumerate(sys.stdin):
+    if n >= 10000:
+        break
+    try:
+        urllib.request.urlopen(url, timeout=5).read()
+    except OSError:
+        pass
+"""
+
 
 class HealthUser(HttpUser):
-    wait_time = constant(0)
-
     @task
     def health(self) -> None:
         self.client.get("/health")
 
 
-def requests_per_second(host: str, users: int, duration: float, exporter: bool) -> float:
-    env = Environment(user_classes=[HealthUser], host=host)
-    runner = env.create_local_runner()
-    scraper = None
-    if exporter:
-        port = free_port()
-        os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
-        metrics_server.install(env, "local")
-
-        def scrape() -> None:
-            while True:
-                gevent.sleep(1.0)
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                    resp.read()
-
-        scraper = gevent.spawn(scrape)
-    runner.start(users, spawn_rate=users)
-    gevent.sleep(1.0)
-    before = env.stats.total.num_requests
-    gevent.sleep(duration)
-    done = env.stats.total.num_requests - before
-    if scraper is not None:
-        scraper.kill()
-    runner.quit()
-    env.events.quitting.fire(environment=env)  # stops the exporter's server
-    return done / duration
+class HealthUserOn(HealthUser):
+    pass
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = ab_arguments(__doc__, argv)
+    args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8)
     print(
-        f"exporter: {args.users} users, {args.duration:.0f}s rounds, {args.rounds} rounds in ABBA order (median)"
+        f"exporter: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
+        f"{args.slices} slices (sides alternating slice by slice); generator CPU per request; "
+        "one scrape per second of exporter-on time"
     )
-    with demo_platform(store="memory") as host:
-        off, on = abba(
-            args.rounds, lambda exporter: requests_per_second(host, args.users, args.duration, exporter)
+    port = free_port()
+    os.environ.update(LOCUST_METRICS_EXPORT="1", LOADSTACK_METRICS_PORT=str(port))
+    settings.refresh()  # the exporter reads its port from the settings
+    with pinned(not args.no_pin) as pinning, demo_platform(store="memory") as host:
+        pin_url_server(pinning, "demo platform (in-memory store)", host)
+        scraper = subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}/metrics"],
+            stdin=subprocess.PIPE,
+            text=True,
         )
-    a, b = statistics.median(off), statistics.median(on)
-    ratio = b / a
-    print(f"{'HTTP GET /health':<26} exporter off {a:>8.0f} req/s   on {b:>8.0f} req/s   ratio {ratio:.3f}")
-    verdict("exporter", "throughput", ratio, 0.98)
-    return {"off": a, "on": b, "ratio": ratio}
+        if pinning.plan is not None:
+            pinning.pin("scraper", scraper.pid, pinning.sut)
+        pinning.report("exporter")
+        gate = Gate(["off", "on"])
+        envs = {
+            "off": locust_side(gate, "off", HealthUser, host, args.users),
+            "on": locust_side(
+                gate,
+                "on",
+                HealthUserOn,
+                host,
+                args.users,
+                setup=lambda env: metrics_server.install(env, "local"),
+            ),
+        }
+        on_time = [0.0]
+        slice_s = args.duration / args.slices
+
+        def scrape_when_due(side: str) -> None:
+            if side == "on":
+                on_time[0] += slice_s
+                if on_time[0] >= 1.0:
+                    on_time[0] -= 1.0
+                    assert scraper.stdin is not None
+                    scraper.stdin.write("scrape\n")
+                    scraper.stdin.flush()
+
+        gevent.sleep(1.0)  # spawn, connect
+        try:
+            samples, _ = interleaved_rounds(
+                args.rounds,
+                gate,
+                {side: (lambda env=env: env.stats.total.num_requests) for side, (env, _) in envs.items()},
+                slices=args.slices,
+                slice_s=slice_s,
+                on_open=scrape_when_due,
+            )
+        finally:
+            for env, runner in envs.values():
+                runner.quit()
+                env.events.quitting.fire(environment=env)  # stops the exporter's server
+            scraper.kill()
+            scraper.wait()
+    return print_comparison(
+        "exporter", "HTTP GET /health", samples, "off", ["on"], target=TARGET, judged="on", unit="req"
+    )
 
 
 if __name__ == "__main__":

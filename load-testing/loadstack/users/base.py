@@ -27,6 +27,7 @@ from loadstack import runcontext
 from loadstack.masking import mask_patterns
 
 T = TypeVar("T")
+_now = time.perf_counter
 _MAX_MESSAGE = 200
 _SIZED = (bytes, str, list, tuple, dict)
 
@@ -127,25 +128,31 @@ class TimedClient:
         self, name: str, fn: Callable[..., T], /, *args: Any, request_type: str | None = None, **kwargs: Any
     ) -> T:
         """Time ``fn(*args, **kwargs)``; report it; raise :class:`RequestFailure` if it failed."""
-        start = time.perf_counter()
+        start = _now()
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            failure = RequestFailure(short_error(exc), exc)
-            self.report(
-                name, (time.perf_counter() - start) * 1000.0, request_type=request_type, error=failure
-            )
-            self.on_error(exc)
-            raise failure from exc
+            raise self.failed(name, start, exc, request_type) from exc
         self._fire(
             request_type=request_type or self.request_type,
             name=name,
-            response_time=(time.perf_counter() - start) * 1000.0,
+            response_time=(_now() - start) * 1000.0,
             response_length=self.length_of(result),
             exception=None,
             context=self.context,
         )
         return result
+
+    def failed(
+        self, name: str, start: float, exc: Exception, request_type: str | None = None
+    ) -> RequestFailure:
+        """Report ``exc`` as the failure of the operation started at ``start`` (a ``perf_counter``
+        time), let the subclass drop a broken connection, and return the :class:`RequestFailure`
+        to raise."""
+        failure = RequestFailure(short_error(exc), exc)
+        self.report(name, (_now() - start) * 1000.0, request_type=request_type, error=failure)
+        self.on_error(exc)
+        return failure
 
     @contextmanager
     def measure(self, name: str, request_type: str | None = None) -> Iterator[Timing]:

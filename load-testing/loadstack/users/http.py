@@ -26,28 +26,76 @@ RUN_ID_HEADER = "X-Loadstack-Run-Id"
 
 
 class GuardedUserAgent(LocustUserAgent):
-    """Locust's user agent, refusing any hop (the first request or a redirect) to a host not allowed."""
+    """Locust's user agent, refusing any hop (the first request or a redirect) to a host not allowed.
+
+    The check depends on the host only (no name resolution), so the last host that passed is
+    remembered: a user's requests to its one target cost a string comparison, not a check.
+    """
+
+    _passed_host: str | None = None
 
     def _urlopen(self, request: Any) -> Any:
         url = request.url_split
-        try:
-            safety.check_host(
-                url.host,
-                allow_remote=runcontext.current().settings.allow_remote,
-                what="request URL",
-                shown=str(url),
-            )
-        except safety.RemoteTargetError as exc:
-            raise safety.TargetRefused(str(exc)) from None
+        if url.host != self._passed_host:
+            try:
+                safety.check_host(
+                    url.host,
+                    allow_remote=runcontext.current().settings.allow_remote,
+                    what="request URL",
+                    shown=str(url),
+                )
+            except safety.RemoteTargetError as exc:
+                raise safety.TargetRefused(str(exc)) from None
+            self._passed_host = url.host
         return super()._urlopen(request)
 
 
 class AuthorizedSession(FastHttpSession):
-    """A ``FastHttpSession`` that presents the auth mode's token (see :mod:`loadstack.auth`) to its target only."""
+    """A ``FastHttpSession`` that presents the auth mode's token (see :mod:`loadstack.auth`) to its target only.
+
+    The token goes through the slot Locust itself fills with a URL's basic credentials
+    (``auth_header``), set before each request: no extra header dict per request (this runs
+    on every request).  A request that sets its own ``Authorization`` keeps it, basic
+    credentials in the host URL win (as in Locust), and a request to another origin gets none.
+    """
+
+    _url_auth_header: str | None = None
+    _origin: tuple[str, str, int | None] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._url_auth_header = self.auth_header
+
+    @classmethod
+    def adopt(cls, session: FastHttpSession) -> AuthorizedSession:
+        """Turn the session ``FastHttpUser`` built into this class (it has no hook for the class)."""
+        session.__class__ = cls
+        session._url_auth_header = session.auth_header  # type: ignore[attr-defined]
+        return session  # type: ignore[return-value]
+
+    def same_origin(self, url: str) -> bool:
+        # A path starting with "/" is appended to base_url and keeps its authority: no parsing
+        # (the common case, on every request); anything else ("@host/x", absolute URLs) is parsed.
+        if url[:1] == "/":
+            return True
+        if self._origin is None:
+            self._origin = safety.origin(self.base_url)
+        return safety.origin(self._build_url(url)) == self._origin
 
     def request(self, method: str, url: str, *args: Any, headers: dict | None = None, **kwargs: Any) -> Any:
-        if safety.origin(self._build_url(url)) == safety.origin(self.base_url):
-            headers = auth.with_credentials(headers, self.request_event)
+        if self._url_auth_header is None:
+            credentials = auth.current(self.request_event)
+            if (
+                credentials is None
+                or (headers and auth.has_authorization(headers))
+                or not self.same_origin(url)
+            ):
+                self.auth_header = None
+            else:
+                try:
+                    self.auth_header = credentials.authorization()
+                except auth.AuthError:
+                    self.auth_header = None  # no token now: the request goes out without one
         return super().request(method, url, *args, headers=headers, **kwargs)
 
 
@@ -60,8 +108,7 @@ class HttpUser(FastHttpUser):
         # FastHttpUser hands default_headers to its connection pool when it builds the client.
         self.default_headers = {**(type(self).default_headers or {}), **self.base_headers()}
         super().__init__(*args, **kwargs)
-        # FastHttpUser builds its session itself and has no hook for the class; ours adds no state.
-        self.client.__class__ = AuthorizedSession
+        self.client = AuthorizedSession.adopt(self.client)
         self.client.client.__class__ = GuardedUserAgent
         self._context = user_context(self)
 

@@ -57,6 +57,7 @@ class RabbitMQClient(TimedClient):
         self.producer: kombu.Producer | None = None
         self.backoff = Backoff()
         self.declared: set[str] = set()
+        self.run_id = runcontext.current().run_id
 
     # -- connection ------------------------------------------------------------
     def _ensure(self) -> Any:
@@ -132,7 +133,7 @@ class RabbitMQClient(TimedClient):
         """Publish and wait for the broker's confirm: the timed operation ends at the confirm."""
         self._ensure()
         assert self.producer is not None
-        all_headers = {RUN_ID_HEADER: runcontext.current().run_id, **(headers or {})}
+        all_headers = {RUN_ID_HEADER: self.run_id, **headers} if headers else {RUN_ID_HEADER: self.run_id}
         self.call(
             name,
             self.producer.publish,
