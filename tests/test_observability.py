@@ -263,11 +263,12 @@ def test_report_prints_dashboard_url_and_paths(tmp_path: Path) -> None:
     (run / "report.html").write_text("<html></html>")
     (run / "summary.json").write_text("{}")
     incomplete = loadstack("report", "r1", "--results-dir", str(tmp_path))
-    assert incomplete.returncode == 2 and "summary.json has no run_id/totals" in incomplete.stderr
+    assert incomplete.returncode == 2 and "run_id: required field is missing" in incomplete.stderr
     totals = {
         "count": 10,
         "failures": 0,
         "rps": 1.0,
+        "avg_ms": 6,
         "p50_ms": 5,
         "p95_ms": 9,
         "p99_ms": 10,

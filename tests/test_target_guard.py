@@ -236,7 +236,9 @@ def test_every_configured_target_is_refused_before_anything_is_sent(elsewhere: E
     for args, env in cases:
         _bad(elsewhere, elsewhere.loadstack(*args, env=env), refusal)
     # A seed or probe path that would change the host is not a path: refused by the schema.
-    seeded = write_profile(elsewhere.tmp / "seeded.yml", seed={"customers": 1, "register": f"@{AWAY}/register"})
+    seeded = write_profile(
+        elsewhere.tmp / "seeded.yml", seed={"customers": 1, "register": f"@{AWAY}/register"}
+    )
     _bad(elsewhere, elsewhere.loadstack("run", "--profile", str(seeded)), "seed.register")
     probed = write_profile(elsewhere.tmp / "probed.yml", auth={"mode": "local", "probe": f"@{AWAY}/me"})
     _bad(elsewhere, elsewhere.loadstack("run", "--profile", str(probed)), "auth.probe")

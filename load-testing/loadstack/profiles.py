@@ -62,7 +62,9 @@ class Stage(Section):
     users: UsersOrZero | None = None
     spawn_rate: SpawnRate | None = None
     rate: Rate | None = Field(default=None, description="iterations started per second (open model)")
-    ramp: Annotated[bool, StrictType()] = Field(default=False, description="rate stages: ramp from the previous stage's rate")
+    ramp: Annotated[bool, StrictType()] = Field(
+        default=False, description="rate stages: ramp from the previous stage's rate"
+    )
 
     @model_validator(mode="after")
     def _one_model(self) -> Stage:
@@ -188,9 +190,14 @@ def _class_entry(value: Any) -> Any:
 class DataSource(Section):
     """A data feeder: rows of a CSV file or a SQL query, each held by one user at a time."""
 
-    csv: str | None = Field(default=None, min_length=1, max_length=4096, description="a CSV file with a header row")
+    csv: str | None = Field(
+        default=None, min_length=1, max_length=4096, description="a CSV file with a header row"
+    )
     sql: str | None = Field(
-        default=None, min_length=1, max_length=65_536, description="a query on LOADSTACK_POSTGRES_DSN, run once by the master"
+        default=None,
+        min_length=1,
+        max_length=65_536,
+        description="a query on LOADSTACK_POSTGRES_DSN, run once by the master",
     )
     mode: Literal["unique", "cycle", "random"] = "cycle"
     on_exhausted: Literal["stop", "recycle"] = Field(
@@ -231,16 +238,23 @@ class Profile(Strict):
     warmup: Seconds = 0
     rate: PositiveRate | None = Field(default=None, description="iterations started per second (open model)")
     max_users: Users | None = Field(default=None, description="the pool of users serving `rate`")
-    iterations: Iterations | None = Field(default=None, description="exactly N iterations in total, then stop")
+    iterations: Iterations | None = Field(
+        default=None, description="exactly N iterations in total, then stop"
+    )
     stages: list[Stage] | None = Field(default=None, min_length=1, max_length=MAX_ITEMS)
     breakpoint: Breakpoint | None = None
     user_classes: (
-        Annotated[dict[Name, Annotated[ClassWorkload, BeforeValidator(_class_entry)]], Field(max_length=MAX_ITEMS)]
+        Annotated[
+            dict[Name, Annotated[ClassWorkload, BeforeValidator(_class_entry)]], Field(max_length=MAX_ITEMS)
+        ]
         | None
     ) = None
     data: (
         Annotated[
-            dict[Annotated[str, Field(max_length=limits.MAX_NAME, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], DataSource],
+            dict[
+                Annotated[str, Field(max_length=limits.MAX_NAME, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+                DataSource,
+            ],
             Field(max_length=MAX_ITEMS),
         ]
         | None
