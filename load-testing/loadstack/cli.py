@@ -1,7 +1,8 @@
 """The ``loadstack`` command line.
 
 Each subcommand is a thin adapter: it parses flags and calls the module that
-owns the feature (runner, profiles, demo platform, ...).  Exit statuses:
+owns the feature (lifecycle, profiles; report, inspect, importers, k8s and the demo
+platform declare their own subcommands through ``register``).  Exit statuses:
 0 ok, 1 failed requests, 2 bad input, 3 SLO gate failed, 4 regression,
 130 interrupted.
 """
@@ -19,8 +20,11 @@ import yaml
 
 from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, masking, profiles, settings
 from loadstack.configfile import ConfigError
-from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, float_in, int_in
+from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag
 from loadstack.importers import commands as import_commands
+from loadstack.inspect import commands as inspect_commands
+from loadstack.report import commands as report_commands
+from loadstack_demo import commands as demo_commands
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -285,181 +289,12 @@ def cmd_chain_validate(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
-def _summaries_dir(args: argparse.Namespace) -> Path:
-    from loadstack import paths
-
-    return Path(args.results_dir) if args.results_dir else paths.results_root()
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from loadstack.report import history, summaries
-    from loadstack.report.html import runs_report
-    from loadstack.report.locate import describe_run, grafana_url
-
-    root = _summaries_dir(args)
-    entries = history.load(root)
-    if args.run_ids:
-        run_ids = [summaries.resolve_run(root, r) for r in args.run_ids]
-    else:
-        run_ids = [e["run_id"] for e in entries if (root / e["run_id"] / "summary.json").exists()][
-            -args.last :
-        ]
-        run_ids = list(dict.fromkeys(run_ids)) or [summaries.resolve_run(root, "latest")]
-    loaded = [(r, summaries.load(root, r)) for r in run_ids]
-    missing = [r for r, s in loaded if s is None]
-    if missing:
-        print(f"loadstack report: no results for {', '.join(missing)} under {root}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    docs = [summaries.as_dict(s) for _, s in loaded if s is not None]
-    out = Path(args.output) if args.output else root / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(runs_report(docs, {e["run_id"]: e for e in entries}), encoding="utf-8")
-    print(f"combined report ({len(docs)} runs): {out}")
-    print("\n".join(describe_run(root / run_ids[-1])))
-    print(f"Grafana dashboard (compose stack): {grafana_url(run_ids[-1])}")
-    return exitcodes.OK
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from loadstack import results
-    from loadstack.report import history, summaries
-    from loadstack.report.compare import Settings, compare, format_table
-    from loadstack.report.html import comparison_page
-
-    root = _summaries_dir(args)
-    if args.baseline != "latest-passing":
-        summaries.check_run_id(args.baseline, "--baseline")
-    # Output paths are built from two run ids only: the command line's or a history line's (both
-    # checked to be names), never from what a summary.json says.
-    current_id = summaries.resolve_run(root, args.run_id)
-    current = summaries.load(root, current_id)
-    if current is None:
-        print(f"loadstack compare: no results for {args.run_id} under {root}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    baseline_id = args.baseline
-    if baseline_id == "latest-passing":
-        passing = [e for e in history.load(root) if e["verdict"] == "pass" and e["run_id"] != current_id]
-        same = [e for e in passing if e["profile"] == current.profile]
-        chosen = (same or passing)[-1:]
-        if not chosen:
-            print(
-                f"loadstack compare: no passing run in {root / 'history.jsonl'} to compare with; pass --baseline RUN_ID",
-                file=sys.stderr,
-            )
-            return exitcodes.BAD_INPUT
-        baseline_id = chosen[0]["run_id"]
-    baseline_id = summaries.resolve_run(root, summaries.check_run_id(baseline_id, "--baseline"))
-    baseline = summaries.load(root, baseline_id)
-    if baseline is None:
-        print(f"loadstack compare: no results for baseline {baseline_id} under {root}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    settings = Settings(
-        p95_tolerance=args.p95_tolerance,
-        p95_min_ms=args.p95_min_ms,
-        error_tolerance_pp=args.error_tolerance_pp,
-        alpha=args.alpha,
-    )
-    base_doc, current_doc = summaries.as_dict(baseline), summaries.as_dict(current)
-    comparison = compare(base_doc, current_doc, settings)
-    print(format_table(comparison))
-    run_dir = root / current_id
-    json_path, html_path = run_dir / f"compare-{baseline_id}.json", run_dir / f"compare-{baseline_id}.html"
-    results.write_json(json_path, comparison.as_dict())
-    html_path.write_text(comparison_page(comparison, base_doc, current_doc), encoding="utf-8")
-    print(f"\ncomparison: {html_path} (and .json)")
-    return exitcodes.REGRESSION if comparison.regressions else exitcodes.OK
-
-
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from loadstack.metrics import dashboard
 
     return dashboard.main(
         (["--check"] if args.check else []) + (["--output", args.output] if args.output else [])
     )
-
-
-def cmd_demo_serve(args: argparse.Namespace) -> int:
-    from loadstack_demo.faults import parse_slow
-    from loadstack_demo.server import serve
-
-    try:
-        for spec in args.slow or []:
-            parse_slow(spec)
-    except ValueError as exc:
-        print(f"loadstack demo serve: --slow: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    serve(args.host, args.port, store=args.store, latency_ms=args.latency_ms, slow=args.slow)
-    return exitcodes.OK
-
-
-def cmd_demo_consumer(_: argparse.Namespace) -> int:
-    from loadstack_demo.server import consume
-
-    consume()
-    return exitcodes.OK
-
-
-# AMQP's queue names are short strings: at most 255 bytes.
-AMQP_NAME_BYTES = 255
-STREAM_OFFSETS = ("first", "last", "next")
-
-
-def _inspect_rabbitmq_problem(args: argparse.Namespace) -> str | None:
-    """What is wrong with the arguments, before anything connects."""
-    size = len(args.queue.encode("utf-8", "surrogateescape"))
-    if size > AMQP_NAME_BYTES:
-        return f"queue: {size} bytes; AMQP queue names are at most {AMQP_NAME_BYTES} bytes"
-    if args.offset not in STREAM_OFFSETS and not (args.offset.isdigit() and int(args.offset) < 2**63):
-        return f"--offset: {args.offset[:40]!r} is not first, last, next or a stream offset (0 to 2**63-1)"
-    return None
-
-
-def cmd_inspect_rabbitmq(args: argparse.Namespace) -> int:
-    from loadstack.inspect.rabbitmq import InspectError, QueueInspector, format_messages
-
-    problem = _inspect_rabbitmq_problem(args)
-    if problem:
-        print(f"loadstack inspect rabbitmq: {problem}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    try:
-        with QueueInspector(
-            args.url,
-            queue_type=args.queue_type,
-            allow_delivery_count=args.allow_delivery_count,
-            allow_remote=args.allow_remote,
-        ) as inspector:
-            offset: str | int = int(args.offset) if args.offset.isdigit() else args.offset
-            messages = inspector.peek(args.queue, args.count, offset=offset)
-            info = inspector.info(args.queue)
-    except InspectError as exc:
-        print(f"loadstack inspect rabbitmq: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    if args.json:
-        print(
-            json.dumps(
-                {"queue": vars(info), "messages": [m.to_json() for m in messages]}, indent=2, default=str
-            )
-        )
-    else:
-        print(format_messages(info, messages))
-    return exitcodes.OK
-
-
-def cmd_inspect_redis(args: argparse.Namespace) -> int:
-    from loadstack.inspect.redis import InspectError, RedisInspector, format_reports
-
-    try:
-        inspector = RedisInspector(args.url, allow_remote=args.allow_remote, allow_touch=args.allow_touch)
-        reports = inspector.scan(args.pattern, limit=args.limit)
-        inspector.close()
-    except InspectError as exc:
-        print(f"loadstack inspect redis: {exc}", file=sys.stderr)
-        return exitcodes.BAD_INPUT
-    if args.json:
-        print(json.dumps([r.to_json() for r in reports], indent=2, default=str))
-    else:
-        print(format_reports(reports))
-    return exitcodes.OK
 
 
 def cmd_auth_check(args: argparse.Namespace) -> int:
@@ -556,42 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
     _input_flags(p)
     p.set_defaults(handler=cmd_profile_show)
 
-    insp = sub.add_parser("inspect", help="look at queues and caches without changing them").add_subparsers(
-        dest="inspect_command", required=True, metavar="TARGET"
-    )
-    p = insp.add_parser("rabbitmq", help="peek at messages of a queue; they stay in the queue, in order")
-    p.add_argument("queue")
-    p.add_argument("--count", "-n", type=int_in(1, 10_000), default=10, help="messages to show (default 10)")
-    p.add_argument(
-        "--url", help="AMQP URL (default $LOADSTACK_AMQP_URL or amqp://guest:guest@127.0.0.1:5672//)"
-    )
-    p.add_argument("--queue-type", choices=["classic", "quorum", "stream"], help="skip type detection")
-    p.add_argument(
-        "--allow-delivery-count",
-        action="store_true",
-        help="peek a quorum queue although each peek counts toward its delivery-limit",
-    )
-    p.add_argument(
-        "--offset", default="first", help="stream queues: first | last | next | OFFSET (default first)"
-    )
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--allow-remote", action="store_true")
-    p.set_defaults(handler=cmd_inspect_rabbitmq)
-    p = insp.add_parser("redis", help="walk keys with SCAN: type, TTL, size, bounded preview (read-only)")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument(
-        "--limit", type=int_in(1, 1_000_000), default=100, help="at most this many keys (default 100)"
-    )
-    p.add_argument("--url", help="Redis URL (default $LOADSTACK_REDIS_URL or redis://127.0.0.1:6379/0)")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--allow-remote", action="store_true")
-    p.add_argument(
-        "--allow-touch",
-        action="store_true",
-        help="Redis < 7.2 (no CLIENT NO-TOUCH): preview values although that resets their idle time/LFU counter",
-    )
-    p.set_defaults(handler=cmd_inspect_redis)
-
     chain = sub.add_parser("chain", help="chain files").add_subparsers(
         dest="chain_command", required=True, metavar="ACTION"
     )
@@ -602,7 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     _input_flags(p)
     p.set_defaults(handler=cmd_chain_validate)
 
-    import_commands.add_parsers(sub)
+    import_commands.register(sub)
+    inspect_commands.register(sub)
+    report_commands.register(sub)
 
     authp = sub.add_parser("auth", help="auth modes").add_subparsers(
         dest="auth_command", required=True, metavar="ACTION"
@@ -615,72 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     _input_flags(p)
     p.set_defaults(handler=cmd_auth_check)
 
-    p = sub.add_parser("report", help="combined HTML report over runs; prints where everything is")
-    p.add_argument(
-        "run_ids", nargs="*", metavar="RUN_ID", help="default: the last --last runs of results/history.jsonl"
-    )
-    p.add_argument("--last", type=int_in(1, 10_000), default=10)
-    p.add_argument("--output", help="default: results/report.html")
-    p.add_argument("--results-dir", help="default: ./results")
-    p.set_defaults(handler=cmd_report)
-
-    p = sub.add_parser("compare", help="regression check of a run against a baseline (exit 4 on regression)")
-    p.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID", help="default: latest")
-    p.add_argument("--baseline", default="latest-passing", help="RUN_ID or latest-passing (default)")
-    p.add_argument(
-        "--p95-tolerance",
-        type=float_in(0, 1000),
-        default=0.10,
-        help="relative p95 increase tolerated (default 0.10)",
-    )
-    p.add_argument(
-        "--p95-min-ms",
-        type=float_in(0, limits.MAX_MS),
-        default=5.0,
-        help="absolute p95 increase tolerated in ms (default 5)",
-    )
-    p.add_argument(
-        "--error-tolerance-pp",
-        type=float_in(0, 100),
-        default=1.0,
-        help="error-rate increase tolerated, in points",
-    )
-    p.add_argument(
-        "--alpha", type=float_in(0, 1, lo_open=True), default=0.05, help="significance level (default 0.05)"
-    )
-    p.add_argument("--results-dir", help="default: ./results")
-    p.set_defaults(handler=cmd_compare)
-
     p = sub.add_parser("dashboard", help="regenerate (or --check) infra/grafana/dashboards/load-testing.json")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed JSON is stale")
     p.add_argument("--output", help="write here instead")
     p.set_defaults(handler=cmd_dashboard)
 
-    demo = sub.add_parser("demo", help="the built-in demo platform").add_subparsers(
-        dest="demo_command", required=True, metavar="ACTION"
-    )
-    p = demo.add_parser("serve", help="serve the demo platform's HTTP/WebSocket API")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=PORT, default=8000)
-    p.add_argument(
-        "--store",
-        choices=["auto", "memory", "backend"],
-        help="auto (default, $LOADSTACK_DEMO_STORE): PostgreSQL+RabbitMQ+Redis when reachable, else memory",
-    )
-    p.add_argument(
-        "--latency-ms",
-        type=float_in(0, 600_000),
-        help="add this latency to every request ($LOADSTACK_DEMO_LATENCY_MS)",
-    )
-    p.add_argument(
-        "--slow",
-        action="append",
-        metavar="GLOB=MS",
-        help="add latency to matching paths ($LOADSTACK_DEMO_SLOW, ';'-separated)",
-    )
-    p.set_defaults(handler=cmd_demo_serve)
-    p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
-    p.set_defaults(handler=cmd_demo_consumer)
+    demo_commands.register(sub)
     k8s.register(sub)
     return parser
 

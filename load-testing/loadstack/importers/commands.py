@@ -1,6 +1,6 @@
 """``loadstack import har|openapi``: the command-line side of the importers.
 
-:func:`add_parsers` declares the subcommands on the main parser; the handlers
+:func:`register` declares the subcommands on the main parser; the handlers
 read the input, build the scenario, write it and print the import summary on
 stderr.  Bad input of any kind (unreadable, not UTF-8, not JSON, malformed
 fields, absurd sizes) is exit status 2 with a message naming the file and the
@@ -126,7 +126,7 @@ def _common_flags(p: argparse.ArgumentParser, default_mb: int) -> None:
     )  # fmt: skip
 
 
-def add_parsers(sub: Any) -> None:
+def register(sub: Any) -> None:
     """``import har`` and ``import openapi`` on the main parser's subcommands."""
     imp = sub.add_parser(
         "import", help="generate a chain or locustfile from a HAR recording or OpenAPI"
