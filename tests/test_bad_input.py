@@ -202,6 +202,10 @@ NOT_A_DURATION = st.one_of(
     st.floats(min_value=31 * 86400, max_value=1e300), st.integers(min_value=31 * 86400, max_value=10**40),
     st.lists(st.integers(), max_size=2), st.integers(max_value=-1),
 )  # fmt: skip
+NOT_AN_ARRIVAL_RATE = st.one_of(
+    st.booleans(), NOT_FINITE, st.integers(max_value=0), st.sampled_from(["fast", "10/d", "-5/s", "1e400/s", "/s", ""]),
+    st.floats(min_value=limits.MAX_RATE * 1.01, allow_infinity=False), st.lists(st.integers(), max_size=2),
+)  # fmt: skip
 TOO_MANY_WORKERS = st.integers(min_value=limits.worker_limit() + 1, max_value=limits.MAX_WORKERS)
 
 
@@ -246,6 +250,21 @@ PROFILE_FIELDS: list[tuple[tuple[Any, ...], Any]] = [
     (("breakpoint", "step_duration"), NOT_A_DURATION),
     (("breakpoint", "stop_when", "p95_ms_max"), st.one_of(st.booleans(), NOT_FINITE, TEXT)),
     (("tags",), st.lists(st.just("t"), min_size=limits.MAX_ITEMS + 1, max_size=limits.MAX_ITEMS + 1)),
+    # the workload model: arrival rates, pools, budgets, data feeders, sustained gates
+    (("rate",), NOT_AN_ARRIVAL_RATE),
+    (("max_users",), NOT_A_COUNT),
+    (("iterations",), st.one_of(st.booleans(), TEXT, NOT_FINITE, st.integers(max_value=0), st.just(1.5))),
+    (("data", "rows", "mode"), st.one_of(TEXT, st.booleans(), st.integers())),
+    (("data", "rows", "csv"), st.one_of(st.just(""), st.booleans(), st.lists(st.integers(), max_size=2))),
+    (("thresholds", 0, "for"), NOT_A_DURATION.filter(lambda v: v != 0)),
+    (
+        ("thresholds", 0, "percentiles_ms_max"),
+        st.sampled_from([{"p200": 5}, {"p95": -1}, {"x": 5}, {"p50": "fast"}]),
+    ),
+    (
+        ("thresholds", 0, "dropped_iterations_max"),
+        st.one_of(st.booleans(), TEXT, st.integers(max_value=-1), st.just(0.5)),
+    ),
 ]
 
 
@@ -256,10 +275,15 @@ def profile_doc(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
         base["breakpoint"] = BREAKPOINT
     if path[0] == "workers":
         base["workers"] = 1
+    if path[0] in ("rate", "max_users"):  # an open model: a rate served by a pool of users
+        base.pop("stages")
+        base.update(rate="5/s", max_users=3)
+    if path[0] == "data":
+        base["data"] = {"rows": {"csv": "rows.csv", "mode": "unique"}}
     return put(base, path, value)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=3 * len(PROFILE_FIELDS))  # about three wrong values per field
 @given(field=st.sampled_from(PROFILE_FIELDS), data=st.data())
 def test_profile_field_with_a_wrong_value_is_named_and_nothing_starts(
     tmp_path_factory: pytest.TempPathFactory, listener: Listener, field: Any, data: Any
