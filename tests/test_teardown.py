@@ -18,7 +18,7 @@ import kombu
 import pytest
 import redis
 
-from loadstack.data.teardown import ended_key, teardown
+from loadstack.data.teardown import ended_key, reopen, teardown
 from loadstack.settings import Settings
 from loadstack_demo.backend_store import order_key, run_index_key
 from loadstack_demo.events import EXCHANGE, ORDERS_QUEUE, RUN_ID_HEADER, declare
@@ -96,3 +96,18 @@ def test_teardown_never_takes_messages_off_a_shared_queue(vhost: str) -> None:
         assert not r.exists(run_index_key(ended)), "nothing re-created after teardown"
     finally:
         r.delete(*[order_key(i) for run in ids for i in ids[run]], run_index_key(live), ended_key(ended))
+
+
+def test_a_reused_run_id_is_live_again() -> None:
+    """A run id torn down before and used again: the master clears the marker, so the consumer keeps
+    the new run's messages (the flagship test reuses its run id and needs every order processed)."""
+    run_id = f"td-reuse-{uuid.uuid4().hex[:6]}"
+    config = Settings.load({"LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0"})
+    r = redis.Redis.from_url(config.redis_url)
+    try:
+        teardown(run_id, config)
+        assert r.exists(ended_key(run_id))
+        assert reopen(run_id, config) and not r.exists(ended_key(run_id))
+        assert not reopen(run_id, config), "nothing to clear the second time"
+    finally:
+        r.delete(ended_key(run_id))

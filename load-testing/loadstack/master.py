@@ -99,6 +99,8 @@ class RunMaster:
         # greenlet; a bare KeyboardInterrupt can land in any greenlet and be lost.
         gevent.signal_handler(signal.SIGINT, self.interrupt)
         self._check_auth()
+        if teardown.reopen(self.ctx.run_id, self.config, allow_remote=self.run.allow_remote):
+            progress_log.info("run id %s was torn down before; its messages count again", self.ctx.run_id)
         if self.run.seed and self.run.seed.register_path and not self.run.skip_seed:
             self._seed()
 

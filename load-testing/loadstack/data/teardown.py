@@ -183,6 +183,19 @@ def mark_ended(url: str, run_id: str) -> None:
     client.set(ended_key(run_id), "1", ex=ENDED_TTL_S)
 
 
+def reopen(run_id: str, config: settings.Settings | None = None, *, allow_remote: bool = False) -> bool:
+    """A run id used again (``--run-id``, a seed-only run reused) is live again: its messages count.
+
+    Best effort: a platform without Redis has no marker to clear.  True when one was cleared."""
+    config = config or settings.current()
+    try:
+        safety.check_target(config.redis_url, allow_remote=allow_remote, what="redis", environ=config.environ)
+        client = redis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        return bool(client.delete(ended_key(run_id)))
+    except (safety.RemoteTargetError, OSError, redis.RedisError):
+        return False
+
+
 # -- all together ----------------------------------------------------------------------------------
 def teardown(
     run_id: str,
