@@ -19,7 +19,7 @@ import pytest
 from loadstack.processes import free_port
 from loadstack.settings import DEFAULT_POSTGRES_DSN
 from loadstack_demo.process import demo_platform
-from tests.helpers import ROOT, loadstack, summary, write_profile
+from tests.helpers import ROOT, junit_schema, loadstack, summary, write_profile
 
 pytestmark = pytest.mark.slow
 
@@ -106,6 +106,7 @@ def test_a_pool_too_small_drops_iterations_and_fails_its_gate(tmp_path: Path, sl
 
     from junitparser import Failure, JUnitXml
 
+    junit_schema().validate(str(tmp_path / "small" / "junit.xml"))  # Jenkins' junit-10.xsd
     suites = list(JUnitXml.fromfile(str(tmp_path / "small" / "junit.xml")))
     cases = list(suites[0])
     assert suites[0].tests == 2 and suites[0].failures == 1 and len(cases) == 2

@@ -12,7 +12,7 @@ import loadstack.runcontext  # before loadstack.profiles: the two import each ot
 from loadstack import gates, junit, profiles
 from loadstack.workload.pacing import GRACE_S, Arrivals, Pacer
 from loadstack.workload.rates import Schedule, parse_rate
-from tests.helpers import LOCUSTFILES, loadstack, write_profile
+from tests.helpers import LOCUSTFILES, junit_schema, loadstack, write_profile
 
 
 @pytest.mark.parametrize(
@@ -159,6 +159,27 @@ def test_gate_schema_percentiles_sustained_and_dropped() -> None:
         gates.Gate.model_validate({"target": "total", "percentiles_ms_max": {"q75": 100}})
     again = gates.Gate.model_validate_json(gate.model_dump_json())  # as it crosses to the workers
     assert again.sustained == 10
+    # Gates that could never fail are refused rather than passing silently.
+    with pytest.raises(ValueError, match="requests are not iterations"):
+        gates.Gate.model_validate({"target": {"name": "/a"}, "dropped_iterations_max": 0})
+    with pytest.raises(ValueError, match="without `for:`"):
+        gates.Gate.model_validate({"target": "total", "dropped_iterations_max": 0, "for": "10s"})
+
+
+def test_sustained_windows_start_after_the_warmup() -> None:
+    from loadstack import windows
+
+    gate = gates.Gate.model_validate({"target": "total", "p95_ms_max": 100, "for": "3s"})
+    stats = windows.SecondStats()
+    stats.sync = lambda: None  # seconds are fed by hand below
+    judge = windows.Sustained([gate], stats, warmup=5)
+    judge.started = 1000.0
+    slow = windows.Tally(count=10, failures=0, total_ms=5000)
+    slow.histogram[500] = 10
+    for second in range(1000, 1009):  # slow for 9 s: the 5 s of warm-up do not count
+        stats.seconds[second] = {("GET", "/a", "U"): slow}
+    judge.advance(1009)
+    assert judge.streaks[(0, "p95_ms_max")].longest == 4
 
 
 def _summary() -> dict:
@@ -225,6 +246,7 @@ def test_junit_file_reads_back_with_a_junit_parser(tmp_path: Path) -> None:
     summary = _summary()
     summary["gates"] = gates.evaluate(run_gates, summary)
     junit.write(tmp_path / "junit.xml", summary, run_gates)
+    junit_schema().validate(str(tmp_path / "junit.xml"))  # the schema Jenkins' xunit plugin checks
     suites = list(JUnitXml.fromfile(str(tmp_path / "junit.xml")))
     assert len(suites) == 1 and suites[0].tests == 2 and suites[0].failures == 1
     cases = list(suites[0])

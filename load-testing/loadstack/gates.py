@@ -129,6 +129,17 @@ class Gate(BaseModel):
             raise ValueError(f"give at least one threshold: {', '.join(METRICS)}")
         if self.chain_success_rate_min is not None and not self.target.chain:
             raise ValueError("chain_success_rate_min needs a chain target")
+        if self.dropped_iterations_max is not None:
+            # Iterations belong to the run, a class or a chain; a request name has none to drop.
+            if self.target.name or self.target.request_type:
+                raise ValueError(
+                    "dropped_iterations_max needs a total, user_class or chain target "
+                    "(requests are not iterations)"
+                )
+            if self.sustained is not None:
+                raise ValueError(
+                    "dropped_iterations_max is a count over the whole run: put it in a gate without `for:`"
+                )
         return self
 
     def thresholds(self) -> dict[str, float]:

@@ -122,7 +122,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         raise SystemExit(exitcodes.BAD_INPUT) from None
     st.sections["workload"] = coordinator.section
     st.sections["dropped_iterations"] = coordinator.dropped
-    sustained = windows.Sustained(ctx.settings.gates, windows.seconds)
+    sustained = windows.Sustained(ctx.settings.gates, windows.seconds, warmup=ctx.settings.warmup)
     if sustained.active:
         environment.events.test_start.add_listener(lambda **_: setattr(sustained, "started", time.time()))
         st.sections["sustained"] = lambda: sustained.section(

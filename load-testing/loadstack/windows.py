@@ -145,9 +145,10 @@ class Streak:
 class Sustained:
     """Master side: every sustained gate judged second by second."""
 
-    def __init__(self, gates: list[Gate], stats: SecondStats) -> None:
+    def __init__(self, gates: list[Gate], stats: SecondStats, warmup: float = 0) -> None:
         self.gates = [(i, g) for i, g in enumerate(gates) if g.sustained]
         self.stats = stats
+        self.warmup = warmup  # judged like every other gate: after the warm-up
         self.streaks = {(i, m): Streak() for i, g in self.gates for m in g.thresholds()}
         self.next_second: int | None = None
         self.started: float | None = None
@@ -167,6 +168,9 @@ class Sustained:
         while self.next_second < upto:
             second = self.next_second
             rows = seconds.pop(second, {})
+            if self.started is not None and second < self.started + self.warmup:
+                self.next_second += 1
+                continue
             for index, gate in self.gates:
                 tally = Tally()
                 for (rtype, name, cls), t in rows.items():
