@@ -102,7 +102,7 @@ def test_a_pool_too_small_drops_iterations_and_fails_its_gate(tmp_path: Path, sl
     assert started + dropped == pytest.approx(20 * 12, rel=0.1)  # every start the rate called for
     failed = [g for g in doc["gates"] if g["status"] == "fail"]
     assert [g["metric"] for g in failed] == ["dropped_iterations_max"] and failed[0]["actual"] == dropped
-    assert "dropped_iterations_max" in out.stdout
+    assert "dropped_iterations_max" in out.stdout and f"dropped iterations: {dropped} (" in out.stdout
 
     from junitparser import Failure, JUnitXml
 

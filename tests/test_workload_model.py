@@ -256,3 +256,17 @@ def test_junit_file_reads_back_with_a_junit_parser(tmp_path: Path) -> None:
 
 def test_locustfile_for_these_tests_exists() -> None:
     assert (LOCUSTFILES.parent.parent / "tests" / "locustfiles" / "workload_users.py").is_file()
+
+
+def test_a_feeder_larger_than_its_cap_is_an_error_not_a_shorter_feeder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loadstack.workload import feeders
+
+    monkeypatch.setattr(feeders, "MAX_ROWS", 3)
+    path = tmp_path / "rows.csv"
+    path.write_text("id\n1\n2\n3\n")
+    assert [r["id"] for r in feeders._csv("rows", path)] == ["1", "2", "3"]
+    path.write_text("id\n1\n2\n3\n4\n")
+    with pytest.raises(feeders.FeederError, match=r"data.rows.csv: .*more than 3 rows"):
+        feeders._csv("rows", path)

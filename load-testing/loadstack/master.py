@@ -417,10 +417,17 @@ def report_lines(summary: dict[str, Any], run_dir: Any) -> list[str]:
         lines.append(
             f"workers missing during the run: {health['missing']} (see worker_health in summary.json)"
         )
+    dropped = summary.get("dropped_iterations") or 0
+    if dropped:
+        gated = any(g.get("metric") == "dropped_iterations_max" for g in summary.get("gates") or [])
+        lines.append(
+            f"dropped iterations: {dropped} (the pool of users could not start them when the rate called"
+            " for them; raise max_users" + (")" if gated else ", or gate on it: dropped_iterations_max)")
+        )
     outcome = summary["outcome"]
     lines += [
         "",
-        f"results: {run_dir}/ (summary.json, summary.csv, report.html, results_*.csv)   "
+        f"results: {run_dir}/ (summary.json, summary.csv, junit.xml, report.html, results_*.csv)   "
         f"verdict: {outcome['verdict']}   exit status: {outcome['exit_code']}",
     ]
     return lines

@@ -21,6 +21,8 @@ def describe_run(run_dir: Path) -> list[str]:
     for name, what in (
         ("report.html", "Locust HTML report"),
         ("summary.json", "summary"),
+        ("junit.xml", "gates for CI"),
+        ("workload.svg", "users and rate"),
         ("metrics.prom", "final metrics"),
     ):
         path = run_dir / name

@@ -66,13 +66,20 @@ def _csv(name: str, path: Path) -> list[Row]:
                 raise FeederError(
                     f"data.{name}.csv: {path}: no header row (the first line names the columns)"
                 )
-            rows = [dict(r) for _, r in zip(range(MAX_ROWS), reader, strict=False)]
+            rows = [dict(r) for _, r in zip(range(MAX_ROWS + 1), reader, strict=False)]
     except OSError as exc:
         raise FeederError(f"data.{name}.csv: cannot read {path}: {exc.strerror or exc}") from None
     except csv.Error as exc:
         raise FeederError(f"data.{name}.csv: {path}: {exc}") from None
     if not rows:
         raise FeederError(f"data.{name}.csv: {path}: no rows under the header")
+    return _bounded(f"data.{name}.csv: {path}", rows, "split the file")
+
+
+def _bounded(where: str, rows: list[Row], how: str) -> list[Row]:
+    """Rows within :data:`MAX_ROWS`; more is an error, never a silently shorter feeder."""
+    if len(rows) > MAX_ROWS:
+        raise FeederError(f"{where}: more than {MAX_ROWS:,} rows; a feeder holds at most that many ({how})")
     return rows
 
 
@@ -93,7 +100,9 @@ def _sql(name: str, query: str) -> list[Row]:
             if cur.description is None:
                 raise FeederError(f"data.{name}.sql: the query returns no rows (use a SELECT)")
             columns = [d.name for d in cur.description]
-            rows = [{c: _plain(v) for c, v in zip(columns, r, strict=True)} for r in cur.fetchmany(MAX_ROWS)]
+            fetched = cur.fetchmany(MAX_ROWS + 1)
+            rows = [{c: _plain(v) for c, v in zip(columns, r, strict=True)} for r in fetched]
+            rows = _bounded(f"data.{name}.sql", rows, "add a LIMIT")
     except FeederError:
         raise
     except Exception as exc:
