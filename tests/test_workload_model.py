@@ -270,3 +270,14 @@ def test_a_feeder_larger_than_its_cap_is_an_error_not_a_shorter_feeder(
     path.write_text("id\n1\n2\n3\n4\n")
     with pytest.raises(feeders.FeederError, match=r"data.rows.csv: .*more than 3 rows"):
         feeders._csv("rows", path)
+
+
+def test_exported_iteration_counters_never_go_down_at_the_end_of_the_warmup() -> None:
+    from loadstack.workload.counters import IterationCounters
+
+    counters = IterationCounters()
+    counters.merge({"totals": {"U": {"started": 5, "dropped": 2}}})
+    counters.reset()  # the warm-up is over: the summary counts from here
+    counters.merge({"totals": {"U": {"started": 3}}})
+    assert counters.totals["U"] == {"started": 3}
+    assert counters.lifetime["U"] == {"started": 8, "dropped": 2}

@@ -23,6 +23,8 @@ class IterationCounters(Aggregator):
 
     def __init__(self) -> None:
         self.totals: dict[str, Counter[str]] = defaultdict(Counter)  # scenario -> started/finished/dropped
+        # The same since the start, warm-up included: Prometheus counters never go down.
+        self.lifetime: dict[str, Counter[str]] = defaultdict(Counter)
         # epoch second -> (scenario, started|finished|dropped) -> n
         self.timeline: dict[int, Counter[tuple[str, str]]] = defaultdict(Counter)
         self._pending: dict[str, Counter[str]] = defaultdict(Counter)
@@ -51,6 +53,7 @@ class IterationCounters(Aggregator):
     def merge(self, payload: dict[str, Any]) -> None:
         for scenario, counts in (payload.get("totals") or {}).items():
             self.totals[scenario].update(counts)
+            self.lifetime[scenario].update(counts)
         for second, counts in payload.get("seconds") or ():
             for scenario, what, n in counts:
                 self.timeline[int(second)][(scenario, what)] += n

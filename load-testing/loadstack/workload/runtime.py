@@ -459,7 +459,7 @@ class Exporter:
             labels=base,
         )
         counters.sync()
-        for scenario, counts in sorted(counters.totals.items()):
+        for scenario, counts in sorted(counters.lifetime.items()):
             for outcome in ("started", "finished"):
                 iterations.add_metric([*self.run, scenario, outcome], counts.get(outcome, 0))
             dropped.add_metric([*self.run, scenario], counts.get("dropped", 0))
