@@ -194,7 +194,7 @@ def test_sql_feeder_reads_rows_from_postgres(tmp_path: Path, demo: str) -> None:
 def test_sql_feeder_with_a_bad_query_is_bad_input(tmp_path: Path, demo: str) -> None:
     profile = write_profile(
         tmp_path / "badsql.yml", locustfile=WORKLOAD_USERS, user_classes={"AccountUser": 1},
-        data={"accounts": {"sql": "SELECT * FROM no_such_table_here"}},
+        data={"accounts": {"sql": "SELECT * FROM no_such_table_here"}}, seed={"customers": 3},
     )  # fmt: skip
     out = loadstack(
         "run", "--profile", str(profile), "--run-id", "badsql", "--results-dir", str(tmp_path),
@@ -202,6 +202,10 @@ def test_sql_feeder_with_a_bad_query_is_bad_input(tmp_path: Path, demo: str) -> 
     )  # fmt: skip
     assert out.returncode == 2, out.stdout + out.stderr
     assert "data.accounts.sql" in out.stdout + out.stderr and "no_such_table_here" in out.stdout + out.stderr
+    # Refused before anything was seeded or written: bad input leaves nothing on the target.
+    assert "seed:" not in out.stdout + out.stderr
+    written = {p.name for p in (tmp_path / "badsql").iterdir()}
+    assert written <= {"logs"}, f"only the processes' logs, no results: {written}"
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import gevent
 from locust.env import Environment
@@ -44,6 +44,7 @@ from loadstack.runcontext import RunContext
 from loadstack.shape import ProfileShape
 from loadstack.user_classes import UserClassStats
 
+T = TypeVar("T")
 log = logging.getLogger("loadstack")
 progress_log = logging.getLogger("loadstack.progress")
 report_log = logging.getLogger("loadstack.report")
@@ -83,11 +84,23 @@ class RunMaster:
         self._greenlets: list[gevent.Greenlet] = []
 
     # -- init ----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Everything that happens before the first user starts; bad input ends the process (exit 2)."""
+    def start(self, prepare: Callable[[], T] | None = None) -> T | None:
+        """Everything that happens before the first user starts; bad input ends the process (exit 2).
+
+        ``prepare`` checks what needs Locust's final user classes (the workload plan, the data
+        feeders); its ``ValueError`` is bad input too.  Both come before anything is written or
+        seeded, so bad input leaves nothing behind on the target.  Returns what ``prepare`` made.
+        """
         self._check_inputs()
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
         self._apply_to_locust()
+        prepared = None
+        if prepare is not None:
+            try:
+                prepared = prepare()
+            except ValueError as exc:  # PlanError, FeederError: the profile asks for what cannot be done
+                self._refuse([str(exc)])
+        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+        self._result_files()
         self._write_metadata()
         if opts := self.env.parsed_options:  # travels to every worker with Locust's spawn messages
             opts.loadstack_run_id = self.ctx.run_id
@@ -103,6 +116,7 @@ class RunMaster:
             progress_log.info("run id %s was torn down before; its messages count again", self.ctx.run_id)
         if self.run.seed and self.run.seed.register_path and not self.run.skip_seed:
             self._seed()
+        return prepared
 
     def _check_inputs(self) -> None:
         available = [c.__name__ for c in self.env.user_classes]
@@ -110,13 +124,16 @@ class RunMaster:
         if self.run.seed and self.run.seed.register_path and not self.run.skip_seed and not self.env.host:
             found.append(f"{self.run.profile_file}: seed: needs a target host (--host / LOCUST_HOST)")
         if found:
-            for problem in found:
-                log.error("%s", self.masker(problem))
-            log.error("bad input: nothing was started (exit %d)", exitcodes.BAD_INPUT)
-            raise SystemExit(exitcodes.BAD_INPUT)
+            self._refuse(found)
+
+    def _refuse(self, problems: list[str]) -> NoReturn:
+        for problem in problems:
+            log.error("%s", self.masker(problem))
+        log.error("bad input: nothing was started (exit %d)", exitcodes.BAD_INPUT)
+        raise SystemExit(exitcodes.BAD_INPUT)
 
     def _apply_to_locust(self) -> None:
-        """The profile's user classes, shape and result files, where Locust has not been told otherwise."""
+        """The profile's user classes and shape, where Locust has not been told otherwise."""
         opts = self.env.parsed_options
         names = self.run.user_class_names()
         if names and not (opts and opts.user_classes):
@@ -125,6 +142,10 @@ class RunMaster:
             shape = ProfileShape(self.run)
             shape.runner = self.env.runner
             self.env.shape_class = shape
+
+    def _result_files(self) -> None:
+        """Locust's report and CSVs in the run directory (only once the inputs are known good)."""
+        opts = self.env.parsed_options
         # Locust writes its report and CSVs itself; they pass the masker once every file is closed.
         atexit.register(self._mask_locust_files)
         if opts is not None:

@@ -112,14 +112,13 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     if st.sampler is not None:
         st.sections["queues"] = st.sampler.summary
     run_master = master.RunMaster(environment, ctx, st.class_stats, st.sections)
-    run_master.start()
-    try:  # after the master's input checks: the plan loads chain files they have checked
+
+    def plan_workload() -> workload.Coordinator:  # after the input checks: it loads the chains they checked
         wl = workload.install(environment, role, ctx.settings)
-        coordinator = workload.coordinate(wl, ctx.settings, run_master.finish)
-    except ValueError as exc:  # PlanError, FeederError: the profile asks for what cannot be done
-        log.error("%s", exc)
-        log.error("bad input: nothing was started (exit %d)", exitcodes.BAD_INPUT)
-        raise SystemExit(exitcodes.BAD_INPUT) from None
+        return workload.coordinate(wl, ctx.settings, run_master.finish)
+
+    coordinator = run_master.start(prepare=plan_workload)
+    assert coordinator is not None
     st.sections["workload"] = coordinator.section
     st.sections["dropped_iterations"] = coordinator.dropped
     sustained = windows.Sustained(ctx.settings.gates, windows.seconds, warmup=ctx.settings.warmup)
