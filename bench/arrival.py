@@ -68,6 +68,8 @@ def one_round(host: str, rate: float, seconds: int, workers: int, pool: int, out
         raise RuntimeError(f"round with {workers} worker(s) wrote no summary:\n{proc.stdout}\n{proc.stderr}")
     summary = json.loads(summary_file.read_text())
     scenario = next(iter(summary["workload"]["scenarios"].values()))
+    if scenario.get("achieved_rate") is None:  # fewer than three whole seconds with starts
+        raise RuntimeError(f"round with {workers} worker(s) started too few iterations to measure a rate")
     return {
         "workers": workers,
         "achieved": scenario["achieved_rate"],

@@ -281,3 +281,76 @@ def test_exported_iteration_counters_never_go_down_at_the_end_of_the_warmup() ->
     counters.merge({"totals": {"U": {"started": 3}}})
     assert counters.totals["U"] == {"started": 3}
     assert counters.lifetime["U"] == {"started": 8, "dropped": 2}
+
+
+def test_csv_feeder_files_that_are_not_usable_are_named(tmp_path: Path) -> None:
+    from loadstack.workload import feeders
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("id,name\n1,a\n2\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"id,name\n1,caf\xe9\n")
+    cases = [
+        (ragged, r"ragged.csv:3: 1 fields where the header has 2"),
+        (latin, r"not UTF-8 text \(byte offset 13"),
+        (Path("/dev/zero"), r"not a regular file"),  # would otherwise be read until memory runs out
+        (tmp_path / "missing.csv", r"file not found"),
+    ]
+    for path, message in cases:
+        with pytest.raises(feeders.FeederError, match=message):
+            feeders._csv("rows", path)
+
+
+def test_sql_feeder_reads_and_changes_nothing_within_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the real PostgreSQL: a feeder's query is read-only and timed."""
+    import psycopg2
+
+    from loadstack.workload import feeders
+
+    conn = psycopg2.connect("postgresql://127.0.0.1:5432/test")
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS feeder_probe (id int)")
+            cur.execute("DELETE FROM feeder_probe")
+            cur.execute("INSERT INTO feeder_probe VALUES (1), (2)")
+        assert feeders._sql("p", "SELECT id FROM feeder_probe ORDER BY id") == [{"id": 1}, {"id": 2}]
+        with pytest.raises(feeders.FeederError, match="reads rows with a SELECT"):
+            feeders._sql("p", "DELETE FROM feeder_probe")
+        with pytest.raises(feeders.FeederError, match="read-only transaction"):
+            feeders._sql("p", "SELECT 1; DELETE FROM feeder_probe")
+        monkeypatch.setattr(feeders, "SQL_TIMEOUT_S", 1)
+        with pytest.raises(feeders.FeederError, match="statement timeout"):
+            feeders._sql("p", "SELECT pg_sleep(5)")
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM feeder_probe")
+            assert cur.fetchone() == (2,), "the feeder changed nothing"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS feeder_probe")
+        conn.close()
+
+
+def test_junit_file_stays_readable_with_control_characters_in_names(tmp_path: Path) -> None:
+    run_gates = [gates.Gate.model_validate({"target": {"name": "/a\x01b\x1b[31m"}, "p95_ms_max": 100})]
+    summary = _summary()
+    summary["host"] = "http://127.0.0.1\x07"
+    summary["gates"] = gates.evaluate(run_gates, summary)
+    junit.write(tmp_path / "junit.xml", summary, run_gates)
+    junit_schema().validate(str(tmp_path / "junit.xml"))
+    text = (tmp_path / "junit.xml").read_text()
+    assert "\x01" not in text and "\\x01" in text and "\\x07" in text
+
+
+def test_breakpoints_climb_in_a_bounded_number_of_steps() -> None:
+    base = {"step_duration": "1s", "stop_when": {"error_rate_max": 0.1}}
+    with pytest.raises(ValueError, match="1,000,000,000,000 steps; at most 10,000"):
+        profiles.Breakpoint.model_validate({**base, "start_rate": 1e-6, "step_rate": 1e-6, "max_rate": 1e6})
+    with pytest.raises(ValueError, match="max_rate is below start_rate"):
+        profiles.Breakpoint.model_validate({**base, "start_rate": 10, "step_rate": 1, "max_rate": 5})
+    with pytest.raises(ValueError, match="max_users is below start_users"):
+        profiles.Breakpoint.model_validate(
+            {**base, "start_users": 10, "step_users": 1, "max_users": 5, "spawn_rate": 1}
+        )
+    ok = profiles.Breakpoint.model_validate({**base, "start_rate": 10, "step_rate": 10, "max_rate": 300})
+    assert ok.steps == 30

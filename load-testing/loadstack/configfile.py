@@ -117,8 +117,10 @@ def _problem(path: Path, message: str, line: int | None = None) -> ConfigError:
     return ConfigError([ConfigIssue(str(path), line, "", message)])
 
 
-def read_text(path: Path, max_bytes: int | None = None) -> str:
-    """A configuration file's text: size-capped, not binary, UTF-8 (problems name the byte offset)."""
+def read_text(path: Path, max_bytes: int | None = None, kind: str = "YAML or JSON") -> str:
+    """A configuration file's text: size-capped, not binary, UTF-8 (problems name the byte offset).
+
+    ``kind`` names what the file should be in messages (data files use this reader too)."""
     if max_bytes is None:
         max_bytes = int(max_input_mb() * 1024 * 1024)
     try:
@@ -127,7 +129,7 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
         if path.is_dir():
             raise _problem(path, "is a directory, not a file")
         if not path.is_file():
-            raise _problem(path, "not a regular file (a device, pipe or socket); give a YAML or JSON file")
+            raise _problem(path, f"not a regular file (a device, pipe or socket); give a {kind} file")
         with open(path, "rb") as fh:
             raw = fh.read(max_bytes + 1)
     except OSError as exc:
@@ -143,7 +145,7 @@ def read_text(path: Path, max_bytes: int | None = None) -> str:
         raise _problem(path, "UTF-16 text; save the file as UTF-8")
     nul = raw.find(b"\0")
     if nul >= 0:
-        raise _problem(path, f"binary data, not a YAML or JSON text file (NUL byte at byte offset {nul})")
+        raise _problem(path, f"binary data, not a {kind} text file (NUL byte at byte offset {nul})")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -9,6 +9,7 @@ systems (GitLab, GitHub Actions reporters, Jenkins, Azure DevOps) read.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
@@ -74,8 +75,25 @@ def build(summary: dict[str, Any], gates: list[Gate]) -> ET.ElementTree:
         passed = [f"{r['metric']}: {describe(r)}" for r in rows if r["status"] == "pass"]
         if passed:
             ET.SubElement(case, "system-out").text = "\n".join(passed)
+    _xml_safe(root)
     ET.indent(root)
     return ET.ElementTree(root)
+
+
+# Characters XML 1.0 cannot hold at all: a target or host with one would make the whole file
+# unreadable to CI, so they are shown as \xNN instead.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _escape(text: str) -> str:
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _xml_safe(root: ET.Element) -> None:
+    for element in root.iter():
+        element.attrib = {k: _escape(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _escape(element.text)
 
 
 def write(path: Path, summary: dict[str, Any], gates: list[Gate]) -> None:

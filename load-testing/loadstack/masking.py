@@ -219,6 +219,8 @@ class MaskingStream:
         return len(text)
 
     def flush(self) -> None:
+        if getattr(self._stream, "closed", False):
+            return  # at exit, after a host (pytest, an embedding program) closed the stream it lent us
         if self._pending:
             self._stream.write(current()(self._pending))
             self._pending = ""

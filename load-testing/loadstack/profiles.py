@@ -95,6 +95,9 @@ class StopWhen(Section):
         return self
 
 
+MAX_BREAKPOINT_STEPS = 10_000
+
+
 class Breakpoint(Section):
     """Step load until ``stop_when`` holds.
 
@@ -129,6 +132,15 @@ class Breakpoint(Section):
             raise ValueError(
                 "give start_rate, step_rate and max_rate (open model) "
                 "or start_users, step_users, max_users and spawn_rate (closed model)"
+            )
+        first, last = (self.start_rate, self.max_rate) if self.open else (self.start_users, self.max_users)
+        assert first is not None and last is not None
+        if last < first:
+            which = "max_rate is below start_rate" if self.open else "max_users is below start_users"
+            raise ValueError(f"{which}: a breakpoint climbs")
+        if self.steps > MAX_BREAKPOINT_STEPS:
+            raise ValueError(
+                f"{self.steps:,} steps; at most {MAX_BREAKPOINT_STEPS:,} (take larger steps or a lower maximum)"
             )
         return self
 

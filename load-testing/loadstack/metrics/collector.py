@@ -43,6 +43,16 @@ def _masked(family: Any) -> Any:
     return family
 
 
+class Masked(Collector):
+    """Another feature's collector, its label values masked like loadstack's own."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner = inner
+
+    def collect(self) -> Iterator[Any]:
+        return (_masked(family) for family in self.inner.collect())
+
+
 class LoadstackCollector(Collector):
     def __init__(
         self,

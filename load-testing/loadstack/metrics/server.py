@@ -15,7 +15,7 @@ from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.masking import mask_url
 from loadstack.metrics import enabled
 from loadstack.metrics.aggregate import RequestMetrics
-from loadstack.metrics.collector import LoadstackCollector
+from loadstack.metrics.collector import LoadstackCollector, Masked
 
 log = logging.getLogger("loadstack.metrics")
 
@@ -45,7 +45,7 @@ def install(
         )
     )
     for collector in collectors or []:
-        registry.register(collector)
+        registry.register(Masked(collector))
     config = settings.current()
     bind, port = config.metrics_bind, config.metrics_port
     try:

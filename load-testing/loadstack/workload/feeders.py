@@ -18,7 +18,9 @@ From Python: ``with data.row("accounts") as account: ...``; from a chain:
 from __future__ import annotations
 
 import csv
+import io
 import random
+import re
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,12 +32,15 @@ import gevent
 from gevent.event import Event
 from locust.exception import StopUser
 
+from loadstack import configfile
 from loadstack.profiles import DataSource
 from loadstack.workload.channel import Client
 
 KIND_LEASE = "rows"
 KIND_RETURN = "rows_back"
 MAX_ROWS = 1_000_000
+MAX_CSV_BYTES = 512 * 1024 * 1024  # a CSV feeder's file (data, not configuration: far above 5 MB)
+SQL_TIMEOUT_S = 60  # a feeder query that takes longer is an error, not a stalled master
 POLL_S = 0.2  # every row is held by another user: ask again after this long
 
 
@@ -59,18 +64,29 @@ def load(name: str, source: DataSource) -> list[Row]:
 
 
 def _csv(name: str, path: Path) -> list[Row]:
+    try:  # a regular file, size-capped, UTF-8 text: problems name the byte offset
+        text = configfile.read_text(path, MAX_CSV_BYTES, kind="CSV")
+    except configfile.ConfigError as exc:
+        raise FeederError(f"data.{name}.csv: {exc}") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames:
+        header = next(reader, None)
+        if not header:
+            raise FeederError(f"data.{name}.csv: {path}: no header row (the first line names the columns)")
+        rows = []
+        for record in reader:
+            if not record:
+                continue  # blank line
+            if len(record) != len(header):
                 raise FeederError(
-                    f"data.{name}.csv: {path}: no header row (the first line names the columns)"
+                    f"data.{name}.csv: {path}:{reader.line_num}: {len(record)} fields where the header "
+                    f"has {len(header)} ({', '.join(header)[:120]})"
                 )
-            rows = [dict(r) for _, r in zip(range(MAX_ROWS + 1), reader, strict=False)]
-    except OSError as exc:
-        raise FeederError(f"data.{name}.csv: cannot read {path}: {exc.strerror or exc}") from None
+            rows.append(dict(zip(header, record, strict=True)))
+            if len(rows) > MAX_ROWS:
+                break
     except csv.Error as exc:
-        raise FeederError(f"data.{name}.csv: {path}: {exc}") from None
+        raise FeederError(f"data.{name}.csv: {path}:{reader.line_num}: {exc}") from None
     if not rows:
         raise FeederError(f"data.{name}.csv: {path}: no rows under the header")
     return _bounded(f"data.{name}.csv: {path}", rows, "split the file")
@@ -95,18 +111,26 @@ def _sql(name: str, query: str) -> list[Row]:
     except Exception as exc:
         raise FeederError(f"data.{name}.sql: cannot connect to PostgreSQL: {exc}") from None
     try:
-        with conn.cursor() as cur:
+        # Read-only, timed and streamed: a feeder query can change nothing, cannot stall the
+        # master, and brings at most MAX_ROWS + 1 rows into memory (a server-side cursor).
+        conn.autocommit = False
+        conn.set_session(readonly=True)
+        with conn.cursor() as setup:
+            setup.execute("SET LOCAL statement_timeout = %s", (f"{SQL_TIMEOUT_S}s",))
+        with conn.cursor(name="loadstack_feeder") as cur:
+            cur.itersize = 10_000
             cur.execute(query)
-            if cur.description is None:
-                raise FeederError(f"data.{name}.sql: the query returns no rows (use a SELECT)")
-            columns = [d.name for d in cur.description]
             fetched = cur.fetchmany(MAX_ROWS + 1)
+            columns = [d.name for d in cur.description or ()]
             rows = [{c: _plain(v) for c, v in zip(columns, r, strict=True)} for r in fetched]
             rows = _bounded(f"data.{name}.sql", rows, "add a LIMIT")
+        conn.rollback()
     except FeederError:
         raise
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if not re.match(r"\s*(select|with|values|table)\b", query, re.IGNORECASE):
+            first += " (a feeder reads rows with a SELECT; it changes nothing)"
         raise FeederError(f"data.{name}.sql: {first}") from None
     finally:
         conn.close()
