@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,3 +355,41 @@ def test_breakpoints_climb_in_a_bounded_number_of_steps() -> None:
         )
     ok = profiles.Breakpoint.model_validate({**base, "start_rate": 10, "step_rate": 10, "max_rate": 300})
     assert ok.steps == 30
+
+
+def test_permits_and_rows_granted_after_a_timed_out_ask_are_kept() -> None:
+    """A master slow to answer must not lose permits or rows: a late reply still lands."""
+    from types import SimpleNamespace
+
+    from loadstack.workload import budgets, feeders
+    from loadstack.workload.channel import REPLY, Client
+
+    class Channel:  # Locust's register_message/send_message, with the master's replies held back
+        def __init__(self) -> None:
+            self.handlers: dict[str, Any] = {}
+            self.sent: list[dict[str, Any]] = []
+
+        def register_message(self, kind: str, handler: Any) -> None:
+            self.handlers[kind] = handler
+
+        def send_message(self, kind: str, data: dict[str, Any], client_id: str | None = None) -> None:
+            self.sent.append(data)
+
+        def reply(self, request_id: int, reply: dict[str, Any]) -> None:
+            self.handlers[REPLY](None, SimpleNamespace(data={"id": request_id, "reply": reply}))
+
+    channel = Channel()
+    client = Client(SimpleNamespace(runner=channel))
+    permits = budgets.Permits(client, ["run"])
+    rows = feeders.Feeders(client, {"accounts": None})  # type: ignore[dict-item]
+    with pytest.raises(TimeoutError):
+        client.ask(budgets.KIND_TAKE, {"scope": "run"}, timeout=0.01)
+    with pytest.raises(TimeoutError):
+        client.ask(feeders.KIND_LEASE, {"feeder": "accounts"}, timeout=0.01)
+    first, second = (m["id"] for m in channel.sent)
+    channel.reply(first, {"granted": 3, "exhausted": False, "scope": "run"})
+    channel.reply(second, {"rows": [[7, {"id": "a7"}]], "exhausted": False, "feeder": "accounts"})
+    assert permits.stock["run"].permits == 3
+    assert list(rows.stock["accounts"].rows) == [(7, {"id": "a7"})]
+    channel.reply(first, {"granted": 3, "exhausted": False, "scope": "run"})  # a duplicate is ignored
+    assert permits.stock["run"].permits == 3

@@ -103,7 +103,7 @@ def _request(args: argparse.Namespace) -> lifecycle.RunRequest:
         run_id=args.run_id,
         results_dir=args.results_dir,
         allow_remote=args.allow_remote,
-        web_port=getattr(args, "web_port", 8089),
+        web_port=getattr(args, "web_port", None) or settings.current().web_port,
         skip_seed=args.skip_seed,
         metrics=not args.no_metrics,
         sut_version=args.sut_version,
@@ -124,10 +124,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from loadstack import background
     from loadstack.launchers import compose
 
+    request = _request(args)
     if args.foreground:
-        return background.foreground(_request(args))
-    if args.mode == "docker" or (args.mode is None and compose.auto_mode()[0] == "docker"):
-        return compose.ui(_request(args))
+        return background.foreground(request)
+    mode, why = lifecycle.choose_mode(lifecycle.prepare(request))
+    if mode == "docker":
+        lifecycle.say(f"mode: docker ({why})")
+        return compose.ui(request)
     forwarded = [a for a in sys.argv[2:] if a != "--foreground"]
     return background.start(_request(args), forwarded)
 
@@ -333,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ui", help="start master + workers (+ demo platform) with Locust's web UI in the background"
     )
     _run_flags(p)
-    p.add_argument("--web-port", type=PORT, default=8089)
+    p.add_argument("--web-port", type=PORT, help="default $LOADSTACK_WEB_PORT or 8089")
     p.add_argument("--foreground", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_ui)
 

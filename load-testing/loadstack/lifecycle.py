@@ -146,22 +146,29 @@ def too_many_workers(workers: int) -> str:
     )
 
 
+def choose_mode(prepared: Prepared) -> tuple[str, str]:
+    """``--docker``/``--native``, else the profile's ``mode:``, else ``LOADSTACK_RUN_MODE``, else auto;
+    with the reason, for the first line a run prints.  ``run`` and ``ui`` both decide here."""
+    from loadstack.launchers import compose
+
+    request = prepared.request
+    if request.scenario == "seed-only":
+        return "native", "--scenario seed-only seeds from here"
+    if request.mode:
+        return request.mode, f"--{request.mode}"
+    if prepared.run.mode and prepared.run.mode != "auto":
+        return prepared.run.mode, f"mode: {prepared.run.mode} in {prepared.run.profile_file}"
+    if settings.current().run_mode != "auto":
+        return settings.current().run_mode, f"LOADSTACK_RUN_MODE={settings.current().run_mode}"
+    return compose.auto_mode()
+
+
 def choose_launcher(prepared: Prepared) -> Launcher:
-    """``--docker``/``--native``, else the profile's ``mode:``, else ``LOADSTACK_RUN_MODE``, else auto."""
     from loadstack.launchers import compose
     from loadstack.launchers.native import NativeLauncher
 
     request = prepared.request
-    if request.scenario == "seed-only":
-        mode, why = "native", "--scenario seed-only seeds from here"
-    elif request.mode:
-        mode, why = request.mode, f"--{request.mode}"
-    elif prepared.run.mode and prepared.run.mode != "auto":
-        mode, why = prepared.run.mode, f"mode: {prepared.run.mode} in {prepared.run.profile_file}"
-    elif settings.current().run_mode != "auto":
-        mode, why = settings.current().run_mode, f"LOADSTACK_RUN_MODE={settings.current().run_mode}"
-    else:
-        mode, why = compose.auto_mode()
+    mode, why = choose_mode(prepared)
     if mode == "docker":
         compose.require_engine()
         launcher: Launcher = compose.ComposeLauncher(offline=request.offline, down=request.down)

@@ -336,13 +336,13 @@ def ui(request: RunRequest) -> int:
     if cap is not None and workers > cap:
         raise RunError(f"--workers: {too_many_workers(workers)}", exitcodes.BAD_INPUT)
     profile = request.profile if "/" in request.profile else f"/app/profiles/{request.profile}.yml"
-    env = settings.environment_of({"container_mode": "ui", "profile": profile})
+    env = settings.environment_of({"container_mode": "ui", "profile": profile, "web_port": request.web_port})
     compose = Compose(offline=offline_wanted(request.offline), env=env)
     compose.ensure_images()
     compose.run("up", "-d", "--scale", f"worker={workers}", capture=True)
     config = settings.current()
     say(
-        f"Locust web UI: http://127.0.0.1:{config.web_port}   ({workers} workers; metrics on "
+        f"Locust web UI: http://127.0.0.1:{request.web_port}   ({workers} workers; metrics on "
         f"http://127.0.0.1:{config.metrics_port}/metrics)"
     )
     say("stop with: just load-test stop   (or just stack down)")

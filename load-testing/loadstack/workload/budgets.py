@@ -67,7 +67,7 @@ class Budgets:
         self.done(payload, client)
         ledger = self.ledgers[payload["scope"]]
         granted = ledger.grant(client, int(payload.get("want", 1)), self.workers())
-        return {"granted": granted, "exhausted": ledger.remaining == 0}
+        return {"granted": granted, "exhausted": ledger.remaining == 0, "scope": payload["scope"]}
 
     def done(self, payload: dict[str, Any], client: str) -> dict[str, Any]:
         for scope, (done, returned) in (payload.get("report") or {}).items():
@@ -101,6 +101,13 @@ class Permits:
     def __init__(self, client: Client, scopes: list[str]) -> None:
         self.client = client
         self.stock = {scope: _Stock() for scope in scopes}
+        client.on_late(KIND_TAKE, self._late_grant)
+
+    def _late_grant(self, reply: dict[str, Any]) -> None:
+        """Permits granted after their ask timed out: still ours to use (or give back)."""
+        s = self.stock.get(reply.get("scope", ""))
+        if s is not None:
+            s.permits += int(reply.get("granted", 0))
 
     def take(self, scope: str, want: int) -> bool:
         """One permit for an iteration in ``scope``; False when the budget is used up."""

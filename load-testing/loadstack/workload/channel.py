@@ -64,8 +64,15 @@ class Client:
     def __init__(self, environment: Environment) -> None:
         self.env = environment
         self._pending: dict[int, AsyncResult] = {}
+        self._late: dict[int, str] = {}  # request id -> kind, for asks that timed out
+        self._late_handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
         self._ids = itertools.count(1)
         environment.runner.register_message(REPLY, self._on_reply)
+
+    def on_late(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Where a reply goes that came after its ask timed out: what the master granted then
+        (permits, rows) is still this process's, and would be lost for good otherwise."""
+        self._late_handlers[kind] = handler
 
     def ask(self, kind: str, payload: dict[str, Any], timeout: float = TIMEOUT_S) -> dict[str, Any]:
         """The master's reply; a ``TimeoutError`` when none came (the caller decides what that means)."""
@@ -76,6 +83,7 @@ class Client:
             try:
                 reply = result.get(timeout=timeout)
             except gevent.Timeout:
+                self._late[request_id] = kind
                 raise TimeoutError(f"no reply from the master to {kind} within {timeout:g}s") from None
         finally:
             self._pending.pop(request_id, None)
@@ -89,6 +97,13 @@ class Client:
 
     def _on_reply(self, environment: Environment, msg: Any, **_: Any) -> None:
         data = msg.data or {}
-        result = self._pending.get(data.get("id") or -1)
+        request_id = data.get("id") or -1
+        result = self._pending.get(request_id)
         if result is not None:
             result.set(data.get("reply") or {})
+            return
+        kind = self._late.pop(request_id, None)
+        handler = self._late_handlers.get(kind or "")
+        reply = data.get("reply") or {}
+        if handler is not None and "error" not in reply:
+            handler(reply)

@@ -205,7 +205,11 @@ class Distributor:
         self.give_back(payload, client)
         pool = self.pools[payload["feeder"]]
         ids = pool.lease(client, int(payload.get("want", 1)))
-        return {"rows": [[i, pool.rows[i]] for i in ids], "exhausted": pool.exhausted and not ids}
+        return {
+            "rows": [[i, pool.rows[i]] for i in ids],
+            "exhausted": pool.exhausted and not ids,
+            "feeder": payload["feeder"],
+        }
 
     def give_back(self, payload: dict[str, Any], client: str) -> dict[str, Any]:
         for name, (used, unused) in (payload.get("back") or {}).items():
@@ -241,6 +245,13 @@ class Feeders:
         self.client = client
         self.sources = sources
         self.stock = {name: _Stock() for name in sources}
+        client.on_late(KIND_LEASE, self._late_rows)
+
+    def _late_rows(self, reply: dict[str, Any]) -> None:
+        """Rows leased after their ask timed out: still ours, so no row is held by nobody."""
+        s = self.stock.get(reply.get("feeder", ""))
+        if s is not None:
+            s.rows.extend((i, row) for i, row in reply.get("rows") or ())
 
     def take(self, name: str) -> tuple[int, Row]:
         """A row for one iteration; blocks while every row is held; :class:`DataExhausted` when none is left."""

@@ -247,7 +247,8 @@ class Coordinator:
         self.budgets = budgets.Budgets(
             wl.plan.budgets, lambda: max(1, int(getattr(runner, "worker_count", 1) or 1))
         )
-        self.server.handle(budgets.KIND_TAKE, self.budgets.take)
+        # A take carries the asker's finished iterations too: the last of them may come that way.
+        self.server.handle(budgets.KIND_TAKE, self._checked(self.budgets.take))
         self.server.handle(budgets.KIND_DONE, self._checked(self.budgets.done))
         self.distributor: feeders.Distributor | None = None
         if run.data:
