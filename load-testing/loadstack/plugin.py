@@ -17,7 +17,6 @@ to the plugin.
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,7 +122,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     st.sections["dropped_iterations"] = coordinator.dropped
     sustained = windows.Sustained(ctx.settings.gates, windows.seconds, warmup=ctx.settings.warmup)
     if sustained.active:
-        environment.events.test_start.add_listener(lambda **_: setattr(sustained, "started", time.time()))
+        environment.events.test_start.add_listener(lambda **_: sustained.start())
         st.sections["sustained"] = lambda: sustained.section(
             final=environment.runner.state not in (STATE_RUNNING, STATE_SPAWNING)
         )

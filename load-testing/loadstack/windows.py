@@ -18,6 +18,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import gevent
+
 from loadstack.aggregation import Aggregator
 from loadstack.gates import Gate, GateTarget, covers, metric_of, percentile
 from loadstack.user_classes import _greenlet_user_class, round_ms
@@ -152,6 +154,7 @@ class Sustained:
         self.streaks = {(i, m): Streak() for i, g in self.gates for m in g.thresholds()}
         self.next_second: int | None = None
         self.started: float | None = None
+        self._keeper: gevent.Greenlet | None = None
 
     @property
     def active(self) -> bool:
@@ -190,6 +193,18 @@ class Sustained:
                     else:
                         streak.breach(second, tally)
             self.next_second += 1
+
+    def start(self) -> None:
+        """Test start: judge the seconds as the run goes.  Judged seconds are dropped, so a long
+        run holds only the last few seconds of per-request tallies, not all of them."""
+        self.started = time.time()
+        if self._keeper is None:
+            self._keeper = gevent.spawn(self._keep_up)
+
+    def _keep_up(self, interval: float = 5.0) -> None:
+        while True:
+            gevent.sleep(interval)
+            self.advance(int(time.time()) - REPORT_LAG_S)
 
     def section(self, final: bool = False) -> dict[str, Any] | None:
         """``summary.json`` → ``sustained``: per ``gate:metric``, the longest breach and the figure over it."""
