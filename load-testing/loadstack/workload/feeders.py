@@ -243,7 +243,6 @@ class Feeders:
 
     def __init__(self, client: Client, sources: dict[str, DataSource]) -> None:
         self.client = client
-        self.sources = sources
         self.stock = {name: _Stock() for name in sources}
         client.on_late(KIND_LEASE, self._late_rows)
 

@@ -17,7 +17,7 @@ iteration: counted, never made up for later.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from loadstack.workload.rates import Schedule
 
@@ -36,7 +36,6 @@ class Arrivals:
     base_k: float = 0.0  # ... when base_k starts (fractional) were due
     next_j: int = 0
     closed: bool = False
-    dropped: int = 0
 
     def due_count(self, t: float) -> float:
         """Starts due by ``t`` (fractional) at the current share."""
@@ -68,7 +67,6 @@ class Arrivals:
         missed = max(0, due - self.next_j)
         # A start exactly at base_t (due before a share change) may still be claimable: keep the rule simple.
         self.next_j += missed
-        self.dropped += missed
         return missed
 
 
@@ -79,7 +77,6 @@ class Pacer:
     lanes: list[Arrivals]
     pool: int
     t0: float = 0.0  # the test's start (epoch seconds, the master's clock)
-    dropped: dict[str, int] = field(default_factory=dict)
 
     def update(self, users: int, now: float) -> dict[str, int]:
         """New share from this process's running users of the class; starts dropped since last time."""

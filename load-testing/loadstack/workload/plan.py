@@ -49,20 +49,12 @@ class ClassPlan:
     def open(self) -> bool:
         return any(lane.schedule is not None for lane in self.lanes)
 
-    @property
-    def budgeted(self) -> bool:
-        return any(lane.scopes for lane in self.lanes)
-
 
 @dataclass
 class Plan:
     classes: dict[str, ClassPlan] = field(default_factory=dict)
     budgets: dict[str, int] = field(default_factory=dict)
     unmanaged: list[str] = field(default_factory=list)  # classes of the run the model leaves alone
-
-    @property
-    def active(self) -> bool:
-        return bool(self.classes)
 
     @property
     def bounded(self) -> bool:

@@ -42,10 +42,6 @@ def parse_rate(value: Any) -> float:
     raise ValueError(f"invalid rate {value!r}; use e.g. 10/s, 600/m, 36000/h or 2.5 (per second)")
 
 
-def format_rate(per_second: float) -> str:
-    return f"{per_second:g}/s"
-
-
 # A rate in a profile: iterations started per second, across all workers.
 Rate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0, le=MAX_RATE, allow_inf_nan=False)]
 PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0, le=MAX_RATE, allow_inf_nan=False)]
