@@ -4,6 +4,7 @@ failures, branching, seed/teardown and the Python API, against the real services
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import psycopg2
@@ -80,8 +81,14 @@ def test_flagship_chain_distributed(tmp_path: Path) -> None:
 
 
 def test_consistency_failure_is_detected_without_the_consumer(tmp_path: Path) -> None:
-    with QueueInspector() as inspector:
-        consumers = inspector.info("demo.orders").consumers
+    # The previous test's consumer may still be closing its channel: give it a few seconds.
+    deadline = time.monotonic() + 15
+    while True:
+        with QueueInspector() as inspector:
+            consumers = inspector.info("demo.orders").consumers
+        if consumers == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert consumers == 0, "another demo consumer is attached to demo.orders; stop it first"
     text = (CHAINS / "order_pipeline.yml").read_text().replace("timeout: 10s", "timeout: 2s")
     chain = tmp_path / "order_pipeline.yml"
