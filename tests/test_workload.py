@@ -129,6 +129,7 @@ def test_iteration_budget_is_exact_across_workers(tmp_path: Path, demo: str, wor
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert doc["end_reason"] == "iterations completed"
+    assert doc["duration_s"] < 30, "the run stops once the budget is used up, not at its run time"
     assert doc["duration_s"] < 30
     assert doc["totals"]["count"] == 300  # one request per iteration: not 299, not 301
     assert doc["workload"]["budgets"]["run"] == {"budget": 300, "completed": 300}
@@ -155,6 +156,7 @@ def test_unique_feeder_never_gives_a_row_to_two_users(tmp_path: Path, demo: str)
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert doc["end_reason"] == "data exhausted: accounts"
+    assert doc["duration_s"] < 30, "the run stops once the data is used up, not at its run time"
     register = doc["requests"][0]
     # Every row registered its account once: a row used twice would be a 409 failure.
     assert (register["name"], register["count"], register["failures"]) == ("/api/v1/auth/register", 500, 0)

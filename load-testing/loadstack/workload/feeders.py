@@ -285,7 +285,10 @@ class Feeders:
 
     def give(self, name: str, row_id: int) -> None:
         """The holder's iteration is over: the row may go to someone else."""
-        self.stock[name].used.append(row_id)
+        s = self.stock[name]
+        s.used.append(row_id)
+        if s.exhausted:
+            self.flush()  # the last rows: the master's view of the end must not wait
 
     def give_back(self) -> None:
         """Users are stopping: rows nobody took go back to the master."""

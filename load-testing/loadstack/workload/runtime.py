@@ -254,7 +254,7 @@ class Coordinator:
         if run.data:
             rows = {name: feeders.load(name, source) for name, source in run.data.items()}
             self.distributor = feeders.Distributor(dict(run.data), rows)
-            self.server.handle(feeders.KIND_LEASE, self.distributor.lease)
+            self.server.handle(feeders.KIND_LEASE, self._checked(self.distributor.lease))
             self.server.handle(feeders.KIND_RETURN, self._checked(self.distributor.give_back))
             for name, pool in self.distributor.pools.items():
                 log.info("data feeder %s: %d rows (%s)", name, len(pool.rows), pool.mode)
