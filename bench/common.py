@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
+
 from bench.harness import MIN_ROUNDS, Meter, Pinning, Sample, listening_pid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,3 +314,18 @@ def op_loops(
 
     gate.greenlets += [gevent.spawn(loop, op) for op in ops]
     return lambda: count[0]
+
+
+def locust_children(root: int) -> tuple[int | None, list[int]]:
+    """(master pid, worker pids) among the descendants of the ``loadstack run`` process."""
+    master, workers = None, []
+    for proc in psutil.Process(root).children(recursive=True):
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:
+            continue
+        if "locust" in cmd and "--master" in cmd:
+            master = proc.pid
+        elif "locust" in cmd and "--worker" in cmd:
+            workers.append(proc.pid)
+    return master, sorted(workers)

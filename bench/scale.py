@@ -23,9 +23,7 @@ import sys
 import tempfile
 import time
 
-import psutil
-
-from bench.common import BENCH_PROFILE, ROOT, arguments, pinned, server_stats, static_server
+from bench.common import BENCH_PROFILE, ROOT, arguments, locust_children, pinned, server_stats, static_server
 from bench.harness import (
     Meter,
     Sample,
@@ -40,21 +38,6 @@ from bench.harness import (
 
 SPEEDUP_TARGET = Target(1.8)
 MASTER_TARGET = Target(0.5, at_least=False)
-
-
-def locust_children(root: int) -> tuple[int | None, list[int]]:
-    """(master pid, worker pids) among the descendants of the ``loadstack run`` process."""
-    master, workers = None, []
-    for proc in psutil.Process(root).children(recursive=True):
-        try:
-            cmd = proc.cmdline()
-        except psutil.Error:
-            continue
-        if "locust" in cmd and "--master" in cmd:
-            master = proc.pid
-        elif "locust" in cmd and "--worker" in cmd:
-            workers.append(proc.pid)
-    return master, sorted(workers)
 
 
 def one_round(

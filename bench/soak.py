@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import ROOT
+from bench.common import ROOT, locust_children
 from bench.harness import Spread, Target, print_figure, record
 
 TARGET = Target(5.0, at_least=False)
@@ -42,19 +42,9 @@ SVG_STYLE = (
 
 def roles(root: int) -> dict[str, int]:
     """``{"master": pid, "worker 1": pid, ...}`` among the descendants of the runner."""
-    found: dict[str, int] = {}
-    workers = []
-    for proc in psutil.Process(root).children(recursive=True):
-        try:
-            cmd = proc.cmdline()
-        except psutil.Error:
-            continue
-        if "locust" in cmd and "--master" in cmd:
-            found["master"] = proc.pid
-        elif "locust" in cmd and "--worker" in cmd:
-            workers.append(proc.pid)
-    for i, pid in enumerate(sorted(workers)):
-        found[f"worker {i + 1}"] = pid
+    master, workers = locust_children(root)
+    found = {"master": master} if master is not None else {}
+    found.update({f"worker {i + 1}": pid for i, pid in enumerate(workers)})
     return found
 
 
