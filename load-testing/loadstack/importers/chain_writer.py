@@ -176,11 +176,8 @@ def _generated(gen: Generated) -> str:
 
 def usage(scenario: Scenario) -> list[str]:
     """What the chain reads from the environment, and how to switch kept credentials to fresh ones."""
-    lines: list[str] = []
-    if scenario.secrets:
-        lines.append("Recorded secrets are read from environment variables at run time; set:")
-        lines += [f"  {name}: {what}" for name, what in sorted(scenario.secrets.items())]
-    if {"HAR_USERNAME", "HAR_PASSWORD"} & set(scenario.secrets):
+    lines = scenario.secrets_to_set()
+    if scenario.keeps_recorded_login():
         lines += [
             "The login uses a recorded account (env.HAR_USERNAME / env.HAR_PASSWORD). To sign up a fresh",
             "user per iteration instead, add a sign-up step and vars such as",

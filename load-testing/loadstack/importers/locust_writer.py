@@ -224,11 +224,8 @@ def render(scenario: Scenario, header: str, *, style: str = "session") -> str:
 
 
 def _usage(scenario: Scenario) -> list[str]:
-    lines: list[str] = []
-    if scenario.secrets:
-        lines.append("Recorded secrets are read from environment variables at run time; set:")
-        lines += [f"  {name}: {what}" for name, what in sorted(scenario.secrets.items())]
-    if {"HAR_USERNAME", "HAR_PASSWORD"} & set(scenario.secrets):
+    lines = scenario.secrets_to_set()
+    if scenario.keeps_recorded_login():
         lines += [
             "The login uses a recorded account (HAR_USERNAME / HAR_PASSWORD). To sign up a fresh user",
             'per iteration instead, add a sign-up call and use f"lt-{uuid.uuid4().hex}@example.test" and',

@@ -174,6 +174,18 @@ class Scenario:
     def refs(self) -> set[str]:
         return set().union(set(), *(call.refs() for call in self.calls))
 
+    def secrets_to_set(self) -> list[str]:
+        """What both writers print first: the environment variables the recorded secrets became."""
+        if not self.secrets:
+            return []
+        return [
+            "Recorded secrets are read from environment variables at run time; set:",
+            *(f"  {name}: {what}" for name, what in sorted(self.secrets.items())),
+        ]
+
+    def keeps_recorded_login(self) -> bool:
+        return bool({"HAR_USERNAME", "HAR_PASSWORD"} & set(self.secrets))
+
     def files(self) -> list[FilePart | BodyFile]:
         """Every file the calls send, in order."""
         out: list[FilePart | BodyFile] = []
