@@ -45,6 +45,7 @@ lint:
 bench *names:
     {{python}} -m pip install -q -e '.[bench]'
     command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the http bench runs without its ceiling"
+    command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind gcc libc6-dev) || echo "valgrind not installed: no instruction-count pass"
     bash infra/dev/ensure-services.sh
     {{python}} -m bench "$@"
 

@@ -66,7 +66,7 @@ MARKERS = {"engine": ("bench", "CHAIN"), "hand-written": ("hand/cache", "REDIS")
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8)
+    args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8, ops=300)
     redis_lib.Redis.from_url("redis://127.0.0.1:6379/0").set(KEY, "x" * 64)
     print(
         f"chains: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
                 {side: counter(side) for side in envs},
                 slices=args.slices,
                 slice_s=args.duration / args.slices,
+                ops=args.window_ops,
             )
         finally:
             for _env, runner in envs.values():

@@ -20,6 +20,10 @@ BENCH_PROFILE = ROOT / "bench" / "profiles" / "static.yml"
 BENCH_LOCUSTFILE = ROOT / "bench" / "locustfiles" / "static_users.py"
 # Shared local services and the ports they listen on (pinned to the system-under-test cores).
 SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
+# Under --count instructions: operations per side and round, and the pause after a side's gate
+# opens (the previous side's operations in flight, ~50x slower under valgrind, land first).
+COUNTED_OPS = 1000
+COUNTED_SETTLE_S = 0.3
 
 
 def arguments(
@@ -29,9 +33,11 @@ def arguments(
     users: int = 4,
     duration: float = 1.0,
     rounds: int = 8,
+    ops: int = COUNTED_OPS,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
-    """The options every side-by-side benchmark has; ``extra`` adds its own."""
+    """The options every side-by-side benchmark has; ``extra`` adds its own.  ``ops`` is the
+    window under ``--count instructions`` (sized so that a pass takes a minute or two)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--users", type=int, default=users, help="concurrent users (greenlets)")
     parser.add_argument("--duration", type=float, default=duration, help="seconds per measured window")
@@ -48,6 +54,19 @@ def arguments(
         help="each side's window is cut into this many slices, sides alternating slice by slice",
     )
     parser.add_argument(
+        "--count",
+        choices=["cpu", "instructions"],
+        default="cpu",
+        help="what an operation costs: CPU time (default) or instructions counted by callgrind\n"
+        "(repeatable whatever else the machine does; runs the bench under valgrind, about 50x slower)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=ops,
+        help="with --count instructions: each side's window is this many operations (not seconds)",
+    )
+    parser.add_argument(
         "--no-pin",
         action="store_true",
         help="do not pin the generator and the system under test to separate cores",
@@ -55,6 +74,19 @@ def arguments(
     if extra is not None:
         extra(parser)
     args = parser.parse_args(argv)
+    if args.count == "instructions":
+        from bench.instructions import counter
+
+        if counter() is None:
+            parser.error("--count instructions: start it as `python -m bench NAME --count instructions`")
+        # Counts need no slicing against drift; a window of a fixed number of operations makes
+        # whatever a window costs once (a scrape, the gate) the same share of every round.
+        args.slices = 1
+        args.window_ops = args.ops
+        if "--rounds" not in (argv or []):
+            args.rounds = MIN_ROUNDS  # counts repeat: the minimum shows the spread
+    else:
+        args.window_ops = None
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be at least {MIN_ROUNDS} (a median with min–max needs them)")
     if args.users < 1 or args.duration <= 0 or args.slices < 1:
@@ -225,22 +257,26 @@ def interleaved_rounds(
     slice_s: float,
     also: list[int] | None = None,
     warmup: int = 1,
-    settle_s: float = 0.005,
+    settle_s: float | None = None,
     on_open: Callable[[str], None] | None = None,
+    ops: int | None = None,
 ) -> tuple[dict[str, list[Sample]], dict[str, list[Sample]]]:
     """Per round, every side runs ``slices`` times for ``slice_s`` (order alternating within and
     across rounds); its slices add up to one :class:`Sample` of this process's CPU per operation.
 
     ``counters[side]()`` is the side's completed operations so far.  ``also`` are pids (the
     server) measured over the same slices: the second dict, per side.  ``on_open(side)`` runs
-    as each slice begins (e.g. to trigger a scrape that belongs to that side).
+    as each slice's measurement begins (e.g. to trigger a scrape that belongs to that side).  With ``ops``, a
+    slice lasts until the side has done that many operations instead of ``slice_s``.
     """
     import gc
 
     import gevent
 
-    from bench.harness import alternating
+    from bench.harness import INSTRUCTIONS, alternating, cost_unit
 
+    if settle_s is None:
+        settle_s = COUNTED_SETTLE_S if cost_unit() is INSTRUCTIONS else 0.005
     sides = list(counters)
     samples: dict[str, list[Sample]] = {s: [] for s in sides}
     others: dict[str, list[Sample]] = {s: [] for s in sides}
@@ -251,13 +287,17 @@ def interleaved_rounds(
         for k in range(slices):
             for side in order if k % 2 == 0 else list(reversed(order)):
                 gate.open(side)
-                if on_open is not None:
-                    on_open(side)
                 gevent.sleep(settle_s)  # the previous side's requests in flight land outside the slice
                 before = counters[side]()
                 other = Meter(also).start(settle=False) if also else None
                 meter = Meter().start(settle=False)
-                gevent.sleep(slice_s)
+                if on_open is not None:
+                    on_open(side)  # inside the slice: what it triggers is this side's cost
+                if ops is None:
+                    gevent.sleep(slice_s)
+                else:
+                    while counters[side]() - before < ops:
+                        gevent.sleep(0.02)
                 done = counters[side]() - before
                 sample = meter.stop(done)
                 gate.open(None)
@@ -267,7 +307,7 @@ def interleaved_rounds(
                 ):
                     if part is not None:
                         total[0] += part.ops
-                        total[1] += part.cpu_s
+                        total[1] += part.cost
                         total[2] += part.wall_s
         if index < warmup:
             continue
@@ -286,11 +326,19 @@ def locust_side(gate: Gate, side: str, user_class: type, host: str, users: int, 
 
     user_class.wait_time = gate.waiter(side)
     env = Environment(user_classes=[user_class], host=host)
-    runner = env.create_local_runner()
+    runner = without_monitor(env.create_local_runner())
     if setup is not None:
         setup(env)
     runner.start(users, spawn_rate=users)
     return env, runner
+
+
+def without_monitor(runner):
+    """``runner`` with its CPU monitor stopped: a 10-second timer whose work would land in
+    whichever side's window is open (under callgrind, a 50x larger share of one round's count).
+    Call before ``runner.start``: the monitor is then the only greenlet in the runner's group."""
+    runner.greenlet.kill(block=True)
+    return runner
 
 
 def op_loops(

@@ -23,7 +23,7 @@ import psycopg2
 import redis
 from locust.env import Environment
 
-from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned
+from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned, without_monitor
 from bench.harness import Target, print_comparison
 from loadstack.user_classes import UserClassStats
 from loadstack.users.postgres import PostgresClient
@@ -41,7 +41,7 @@ VARIANTS = ["bare", "loadstack", "+locust stats"]
 def environment(with_locust_stats: bool) -> Environment:
     env = Environment()
     if with_locust_stats:
-        env.create_local_runner()  # registers Locust's stats listener on events.request
+        without_monitor(env.create_local_runner())  # registers Locust's stats listener on events.request
     UserClassStats().attach(env, "local")
     return env
 
@@ -56,7 +56,12 @@ def measure(name, bare, wrapped, args) -> dict:
     }
     try:
         samples, _ = interleaved_rounds(
-            args.rounds, gate, counters, slices=args.slices, slice_s=args.duration / args.slices
+            args.rounds,
+            gate,
+            counters,
+            slices=args.slices,
+            slice_s=args.duration / args.slices,
+            ops=args.window_ops,
         )
     finally:
         gate.stop()

@@ -86,8 +86,10 @@ def main(argv: list[str] | None = None) -> dict:
         slice_s = args.duration / args.slices
 
         def scrape_when_due(side: str) -> None:
+            # One scrape per second of exporter-on time; counting instructions, one per window
+            # of --ops requests (the native rate is of that order: one scrape per ~1,000 requests).
             if side == "on":
-                on_time[0] += slice_s
+                on_time[0] += 1.0 if args.window_ops is not None else slice_s
                 if on_time[0] >= 1.0:
                     on_time[0] -= 1.0
                     assert scraper.stdin is not None
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
                 {side: (lambda env=env: env.stats.total.num_requests) for side, (env, _) in envs.items()},
                 slices=args.slices,
                 slice_s=slice_s,
+                ops=args.window_ops,
                 on_open=scrape_when_due,
             )
         finally:

@@ -34,7 +34,35 @@ MIN_ROUNDS = 5
 RESULTS: list[dict[str, Any]] = []
 
 
-# -- CPU accounting ------------------------------------------------------------------------------
+# -- cost accounting -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Unit:
+    """What a :class:`Sample`'s ``cost`` counts: CPU seconds, or millions of instructions."""
+
+    per_op: str  # the per-operation figure's name, e.g. "CPU µs"
+    short: str  # its unit, e.g. "µs"
+    spec: str  # how a per-op figure prints
+
+
+CPU = Unit("CPU µs", "µs", ".2f")
+INSTRUCTIONS = Unit("instructions", "instr", ",.0f")
+
+
+def cost_unit() -> Unit:
+    """INSTRUCTIONS when this process runs under ``--count instructions``, else CPU."""
+    from bench.instructions import counter
+
+    return INSTRUCTIONS if counter() is not None else CPU
+
+
+def own_cost() -> float:
+    """This process's cost so far in :func:`cost_unit`'s terms (seconds, or millions of instructions)."""
+    from bench.instructions import counter
+
+    count = counter()
+    return count.read() / 1e6 if count is not None else own_cpu_seconds()
+
+
 def own_cpu_seconds() -> float:
     """user+sys CPU seconds of this process, all threads (``getrusage``: µs resolution)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -60,16 +88,16 @@ def cpu_seconds(pids: Iterable[int] | None = None) -> float:
 
 @dataclass(frozen=True)
 class Sample:
-    """One measured window of one variant."""
+    """One measured window of one variant: ``cost`` is CPU seconds, or millions of instructions
+    under ``--count instructions``, so ``per_op`` is CPU µs or instructions per operation."""
 
     ops: int
-    cpu_s: float
+    cost: float
     wall_s: float
 
     @property
-    def cost_us(self) -> float:
-        """CPU µs per operation."""
-        return self.cpu_s * 1e6 / self.ops if self.ops else float("inf")
+    def per_op(self) -> float:
+        return self.cost * 1e6 / self.ops if self.ops else float("inf")
 
     @property
     def rate(self) -> float:
@@ -78,16 +106,18 @@ class Sample:
 
     @property
     def cpu_share(self) -> float:
-        """CPU seconds per wall second (1.0 = one core saturated)."""
-        return self.cpu_s / self.wall_s if self.wall_s else 0.0
+        """CPU seconds per wall second (1.0 = one core saturated); CPU samples only."""
+        return self.cost / self.wall_s if self.wall_s else 0.0
 
 
 class Meter:
-    """Start a window, do the work, ``stop(ops)``: a :class:`Sample` of the CPU it cost."""
+    """Start a window, do the work, ``stop(ops)``: a :class:`Sample` of what it cost.
+
+    Without ``pids``: this process, in :func:`cost_unit`'s terms; with ``pids``: their CPU seconds."""
 
     def __init__(self, pids: Sequence[int] | None = None, clock: Callable[[], float] | None = None) -> None:
         self.pids = list(pids) if pids is not None else None
-        self._clock = clock or (lambda: cpu_seconds(self.pids))
+        self._clock = clock or (own_cost if self.pids is None else lambda: cpu_seconds(self.pids))
         self._cpu0 = self._wall0 = 0.0
 
     def start(self, settle: bool = True) -> Meter:
@@ -102,8 +132,8 @@ class Meter:
         return self
 
     def stop(self, ops: int) -> Sample:
-        cpu = self._clock() - self._cpu0
-        return Sample(ops=ops, cpu_s=cpu, wall_s=time.perf_counter() - self._wall0)
+        cost = self._clock() - self._cpu0
+        return Sample(ops=ops, cost=cost, wall_s=time.perf_counter() - self._wall0)
 
 
 # -- rounds ---------------------------------------------------------------------------------------
@@ -189,17 +219,17 @@ class Comparison:
 
     baseline: list[Sample]
     candidate: list[Sample]
-    extra_us: Spread = field(init=False)
-    ratio: Spread = field(init=False)
+    extra: Spread = field(init=False)  # candidate's per-op cost minus the baseline's
+    ratio: Spread = field(init=False)  # baseline's per-op cost / candidate's
 
     def __post_init__(self) -> None:
         pairs = list(zip(self.baseline, self.candidate, strict=True))
-        self.extra_us = Spread.of(c.cost_us - b.cost_us for b, c in pairs)
-        self.ratio = Spread.of(b.cost_us / c.cost_us for b, c in pairs)
+        self.extra = Spread.of(c.per_op - b.per_op for b, c in pairs)
+        self.ratio = Spread.of(b.per_op / c.per_op for b, c in pairs)
 
 
 def cost(samples: Sequence[Sample]) -> Spread:
-    return Spread.of(s.cost_us for s in samples)
+    return Spread.of(s.per_op for s in samples)
 
 
 def rate(samples: Sequence[Sample]) -> Spread:
@@ -234,40 +264,48 @@ def print_comparison(
     judged: str | None = None,
     unit: str = "op",
 ) -> dict[str, Comparison]:
-    """Print one block: cost (primary), extra µs, ratio, throughput; verdict on ``judged``'s ratio."""
+    """Print one block: cost per op (primary), extra per op, ratio, throughput; verdict on
+    ``judged``'s ratio.  The cost is CPU µs, or instructions under ``--count instructions``."""
     rounds = len(samples[baseline])
     width = max(len(v) for v in samples)
-    print(f"  {name}")
+    u = cost_unit()
+    per = f"{u.short}/{unit}"
     print(
-        f"    {'variant':<{width}}  {'CPU µs/' + unit + ' (min–max)':>26}  {'extra µs/' + unit:>22}"
+        f"  {name}"
+        + (" (instructions counted by callgrind; op/s is meaningless here)" if u is INSTRUCTIONS else "")
+    )
+    print(
+        f"    {'variant':<{width}}  {u.per_op + '/' + unit + ' (min–max)':>30}  {'extra ' + per:>26}"
         f"  {'ratio base/this':>22}  {unit + '/s':>10}"
     )
     comparisons: dict[str, Comparison] = {}
     c = cost(samples[baseline])
     print(
-        f"    {baseline:<{width}}  {c.format('.2f'):>26}  {'':>22}  {'':>22}  {rate(samples[baseline]).median:>10,.0f}"
+        f"    {baseline:<{width}}  {c.format(u.spec):>30}  {'':>26}  {'':>22}  {rate(samples[baseline]).median:>10,.0f}"
     )
-    record(bench, f"{name}: {baseline} µs/{unit}", c)
+    record(bench, f"{name}: {baseline} {per}", c, count=u.per_op)
     for cand in candidates:
         comp = comparisons[cand] = Comparison(samples[baseline], samples[cand])
         c = cost(samples[cand])
         print(
-            f"    {cand:<{width}}  {c.format('.2f'):>26}  {comp.extra_us.format('+.2f'):>22}"
+            f"    {cand:<{width}}  {c.format(u.spec):>30}  {comp.extra.format('+' + u.spec):>26}"
             f"  {comp.ratio.format('.3f'):>22}  {rate(samples[cand]).median:>10,.0f}"
         )
-        record(bench, f"{name}: {cand} µs/{unit}", c)
-        record(bench, f"{name}: {cand} extra µs/{unit}", comp.extra_us)
+        record(bench, f"{name}: {cand} {per}", c, count=u.per_op)
+        record(bench, f"{name}: {cand} extra {per}", comp.extra, count=u.per_op)
         record(
             bench,
             f"{name}: {cand} ratio",
             comp.ratio,
             target if cand == judged else None,
             rate=rate(samples[cand]).median,
+            count=u.per_op,
         )
     if target is not None and judged is not None:
         r = comparisons[judged].ratio
         print(
-            f"    -> {judged} ratio {r.format('.3f')} target {target}: {verdict_text(r, target, rounds)}",
+            f"    -> {judged} ratio of {u.per_op} {r.format('.3f')} target {target}: "
+            f"{verdict_text(r, target, rounds)}",
             flush=True,
         )
     return comparisons

@@ -34,6 +34,7 @@ from bench.harness import (
     Spread,
     Target,
     cores_text,
+    cost_unit,
     print_comparison,
     print_figure,
     record,
@@ -98,13 +99,14 @@ def wrk_round(
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     ops = int(match.group(1))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    sample = Sample(ops=ops, cpu_s=cpu, wall_s=float(match.group(2)))
+    sample = Sample(ops=ops, cost=cpu, wall_s=float(match.group(2)))
     return sample, server.stop(ops)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = arguments(__doc__, argv, users=8, duration=2.0, rounds=6)
-    has_wrk = shutil.which("wrk") is not None
+    args = arguments(__doc__, argv, users=8, duration=2.0, rounds=6, ops=300)
+    counting = args.window_ops is not None  # --count instructions: no wall-clock figures
+    has_wrk = shutil.which("wrk") is not None and not counting
     variants = ["bare", "bare+headers", "loadstack"] + (["wrk"] if has_wrk else [])
     print(
         f"http: {args.users} users (wrk: {args.users} connections, 1 thread), {args.duration:g}s windows, "
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
                 {side: (lambda env=env: env.stats.total.num_requests) for side, (env, _) in envs.items()},
                 slices=args.slices,
                 slice_s=args.duration / args.slices,
+                ops=args.window_ops,
                 also=[server_pid],
             )
         finally:
@@ -166,9 +169,14 @@ def main(argv: list[str] | None = None) -> dict:
         unit="req",
     )
     own = Comparison(samples["bare+headers"], samples["loadstack"])
+    unit = cost_unit()
     print("    loadstack's own code (loadstack vs bare+headers: same bytes on the wire):")
-    print_figure("http", "loadstack extra µs/req over bare+headers", own.extra_us, None, spec="+.2f")
+    print_figure(
+        "http", f"loadstack extra {unit.short}/req over bare+headers", own.extra, None, spec="+" + unit.spec
+    )
     print_figure("http", "loadstack ratio over bare+headers", own.ratio, None, spec=".3f")
+    if counting:
+        return comparisons
     print("    saturation (CPU share of one core, median: generator / server):")
     for variant in variants:
         gen = Spread.of(s.cpu_share for s in samples[variant])
@@ -198,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
             print_figure(
                 "http",
                 f"{variant} CPU per request, wrk / {variant}",
-                Spread.of(w.cost_us / s.cost_us for s, w in pairs),
+                Spread.of(w.per_op / s.per_op for s, w in pairs),
                 None,
                 spec=".3f",
             )

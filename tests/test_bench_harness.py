@@ -37,8 +37,8 @@ def workload(extra: bool, ops: int = 3000) -> Sample:
 def test_known_extra_cost_is_measured_within_15_percent() -> None:
     samples = harness.run_rounds(6, ["bare", "extra"], lambda v: workload(v == "extra"))
     comparison = Comparison(samples["bare"], samples["extra"])
-    assert comparison.extra_us.n == 6
-    assert EXTRA_US * 0.85 <= comparison.extra_us.median <= EXTRA_US * 1.15, comparison.extra_us
+    assert comparison.extra.n == 6
+    assert EXTRA_US * 0.85 <= comparison.extra.median <= EXTRA_US * 1.15, comparison.extra
     # The base op costs a few µs, so the candidate costs several times as much: ratio well below 1.
     assert comparison.ratio.high < 0.5
 
@@ -49,7 +49,7 @@ def test_cost_is_cpu_not_wall_time() -> None:
     time.sleep(0.05)
     sample = meter.stop(10)
     assert sample.wall_s >= 0.05
-    assert sample.cost_us < 2000  # under 20 ms of CPU for 50 ms asleep (generous for a busy machine)
+    assert sample.per_op < 2000  # under 20 ms of CPU for 50 ms asleep (generous for a busy machine)
     assert sample.cpu_share < 0.5
 
 
@@ -67,9 +67,9 @@ def test_comparison_pairs_rounds() -> None:
     base = [Sample(1000, 0.010, 1.0), Sample(1000, 0.011, 1.0), Sample(1000, 0.012, 1.0)]
     cand = [Sample(1000, 0.012, 1.0), Sample(1000, 0.012, 1.0), Sample(1000, 0.015, 1.0)]
     comp = Comparison(base, cand)
-    assert comp.extra_us.low == pytest.approx(1.0)
-    assert comp.extra_us.median == pytest.approx(2.0)
-    assert comp.extra_us.high == pytest.approx(3.0)
+    assert comp.extra.low == pytest.approx(1.0)
+    assert comp.extra.median == pytest.approx(2.0)
+    assert comp.extra.high == pytest.approx(3.0)
     assert comp.ratio.median == pytest.approx(10 / 12)
     assert comp.ratio.high == pytest.approx(11 / 12)
 

@@ -91,6 +91,25 @@ def test_a_request_path_cannot_change_the_host(base: str, path: str) -> None:
         safety.check_request(base, path, allow_remote=False)
 
 
+def test_a_redis_user_with_a_refused_url_records_failures_instead_of_dying() -> None:
+    # The refusal happens before any socket exists: nothing is sent anywhere.
+    from locust.env import Environment
+
+    from loadstack.users.base import RequestFailure
+    from loadstack.users.redis import RedisClient
+
+    env = Environment()
+    failures: list[BaseException] = []
+    env.events.request.add_listener(lambda exception=None, **_: failures.append(exception))
+    client = RedisClient(env, REFUSED["redis host"])
+    for _ in range(2):
+        with pytest.raises(RequestFailure, match="refusing to send load"):
+            client.get("k")
+    assert len(failures) == 2 and all(isinstance(f, RequestFailure) for f in failures)
+    with pytest.raises(safety.RemoteTargetError):
+        client.redis  # noqa: B018  (raw access raises the refusal too)
+
+
 def test_a_refused_dsn_is_echoed_masked() -> None:
     with pytest.raises(safety.RemoteTargetError) as refused:
         safety.check_target(

@@ -9,7 +9,7 @@ redis-py dropping broken connections and opening new ones on the next command.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -44,6 +44,19 @@ def shared_client(url: str, *, max_connections: int = 200, timeout: float = 5.0)
     return redis.Redis(connection_pool=pool)
 
 
+class _Refused:
+    """Stands in for a client whose URL was refused: every command raises the refusal."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        def refused(*_args: Any, **_kwargs: Any) -> Any:
+            raise self.exc
+
+        return refused
+
+
 class RedisClient(TimedClient):
     """Timed Redis commands; each method takes an optional ``name`` for the stat entry."""
 
@@ -52,57 +65,61 @@ class RedisClient(TimedClient):
     def __init__(self, environment: Environment, url: str | None = None, *, user: User | None = None) -> None:
         super().__init__(environment, user=user)
         self.url = url or default_url()
-        self._redis: redis.Redis | None = None
+        # Commands go straight to the client's bound methods (no dispatch layer: this is every
+        # Redis request's path).  A refused URL gives a stand-in whose every command raises the
+        # refusal inside the timed call: a recorded failure, not a dead user.
+        self._client: redis.Redis | _Refused
+        try:
+            self._client = shared_client(self.url)
+        except Exception as exc:
+            self._client = _Refused(exc)
 
     @property
     def redis(self) -> redis.Redis:
-        # Resolved on first use so a refused (remote) URL is a recorded failure, not a dead user.
-        if self._redis is None:
-            self._redis = shared_client(self.url)
-        return self._redis
-
-    def _command(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return getattr(self.redis, method)(*args, **kwargs)
+        """The redis-py client, for commands timed elsewhere (raises if the URL was refused)."""
+        if isinstance(self._client, _Refused):
+            raise self._client.exc
+        return self._client
 
     def execute(self, name: str, *args: Any) -> Any:
         """Any command: ``execute("incr-hits", "INCR", "hits")``."""
-        return self.call(name, self._command, "execute_command", *args)
+        return self.call(name, self._client.execute_command, *args)
 
     def get(self, key: str, *, name: str = "GET") -> Any:
-        return self.call(name, self._command, "get", key)
+        return self.call(name, self._client.get, key)
 
     def set(self, key: str, value: Any, *, name: str = "SET", **kwargs: Any) -> Any:
-        return self.call(name, self._command, "set", key, value, **kwargs)
+        return self.call(name, self._client.set, key, value, **kwargs)
 
     def hget(self, key: str, field: str, *, name: str = "HGET") -> Any:
-        return self.call(name, self._command, "hget", key, field)
+        return self.call(name, self._client.hget, key, field)
 
     def hset(self, key: str, *, name: str = "HSET", mapping: dict | None = None, **fields: Any) -> Any:
-        return self.call(name, self._command, "hset", key, mapping={**(mapping or {}), **fields})
+        return self.call(name, self._client.hset, key, mapping={**(mapping or {}), **fields})
 
     def hgetall(self, key: str, *, name: str = "HGETALL") -> Any:
-        return self.call(name, self._command, "hgetall", key)
+        return self.call(name, self._client.hgetall, key)
 
     def lpush(self, key: str, *values: Any, name: str = "LPUSH") -> Any:
-        return self.call(name, self._command, "lpush", key, *values)
+        return self.call(name, self._client.lpush, key, *values)
 
     def rpop(self, key: str, *, name: str = "RPOP") -> Any:
-        return self.call(name, self._command, "rpop", key)
+        return self.call(name, self._client.rpop, key)
 
     def xadd(self, key: str, fields: dict, *, name: str = "XADD", **kwargs: Any) -> Any:
-        return self.call(name, self._command, "xadd", key, fields, **kwargs)
+        return self.call(name, self._client.xadd, key, fields, **kwargs)
 
     def xread(self, streams: dict, *, name: str = "XREAD", **kwargs: Any) -> Any:
-        return self.call(name, self._command, "xread", streams, **kwargs)
+        return self.call(name, self._client.xread, streams, **kwargs)
 
     def zadd(self, key: str, mapping: dict, *, name: str = "ZADD", **kwargs: Any) -> Any:
-        return self.call(name, self._command, "zadd", key, mapping, **kwargs)
+        return self.call(name, self._client.zadd, key, mapping, **kwargs)
 
     def expire(self, key: str, seconds: int, *, name: str = "EXPIRE") -> Any:
-        return self.call(name, self._command, "expire", key, seconds)
+        return self.call(name, self._client.expire, key, seconds)
 
     def delete(self, *keys: str, name: str = "DEL") -> Any:
-        return self.call(name, self._command, "delete", *keys)
+        return self.call(name, self._client.delete, *keys)
 
     @contextmanager
     def pipeline(self, name: str, *, transaction: bool = True) -> Iterator[Any]:
