@@ -24,6 +24,7 @@ SERVICES = {"PostgreSQL": 5432, "Redis": 6379, "RabbitMQ": 5672}
 # opens (the previous side's operations in flight, ~50x slower under valgrind, land first).
 COUNTED_OPS = 1000
 COUNTED_SETTLE_S = 0.3
+COUNTED_WINDOW_LIMIT_S = 300.0  # a window that takes longer has stalled
 
 
 def arguments(
@@ -296,7 +297,13 @@ def interleaved_rounds(
                 if ops is None:
                     gevent.sleep(slice_s)
                 else:
+                    deadline = time.monotonic() + COUNTED_WINDOW_LIMIT_S
                     while counters[side]() - before < ops:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(
+                                f"{side}: {counters[side]() - before} of {ops} operations in "
+                                f"{COUNTED_WINDOW_LIMIT_S:.0f}s (a server stopped answering?); try a smaller --ops"
+                            )
                         gevent.sleep(0.02)
                 done = counters[side]() - before
                 sample = meter.stop(done)
