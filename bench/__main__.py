@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
             return 2
         json_path = flags[i + 1]
         flags = flags[:i] + flags[i + 2 :]
-    if len(names) > 1 or (names[0] in COUNTED and "--count" not in flags):
+    if len(names) > 1 or (names[0] in COUNTED and _count(flags) is None):
         return run_each(names, flags, json_path)
     from bench import harness, instructions
 
@@ -66,7 +66,13 @@ def main(argv: list[str]) -> int:
 
 
 def _count(flags: list[str]) -> str | None:
-    return flags[flags.index("--count") + 1] if "--count" in flags[:-1] else None
+    """The ``--count`` value among ``flags`` (``--count X`` or ``--count=X``), or None."""
+    for i, flag in enumerate(flags):
+        if flag.startswith("--count="):
+            return flag.split("=", 1)[1]
+        if flag == "--count" and i + 1 < len(flags):
+            return flags[i + 1]
+    return None
 
 
 def passes(name: str, flags: list[str]) -> list[list[str]]:

@@ -8,11 +8,15 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psutil
 
 from bench.harness import MIN_ROUNDS, Meter, Pinning, Sample, listening_pid
+
+if TYPE_CHECKING:
+    from locust.runners import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benches' own profile and locustfile: one loadstack HTTP user on the static endpoint.
@@ -45,8 +49,9 @@ def arguments(
     parser.add_argument(
         "--rounds",
         type=int,
-        default=rounds,
-        help=f"rounds; each measures every variant once, order alternating (ABBA); >= {MIN_ROUNDS}",
+        default=None,
+        help=f"rounds; each measures every variant once, order alternating (ABBA); >= {MIN_ROUNDS}\n"
+        f"(default {rounds}; {MIN_ROUNDS} with --count instructions, whose counts repeat)",
     )
     parser.add_argument(
         "--slices",
@@ -84,10 +89,10 @@ def arguments(
         # whatever a window costs once (a scrape, the gate) the same share of every round.
         args.slices = 1
         args.window_ops = args.ops
-        if "--rounds" not in (argv or []):
-            args.rounds = MIN_ROUNDS  # counts repeat: the minimum shows the spread
     else:
         args.window_ops = None
+    if args.rounds is None:
+        args.rounds = MIN_ROUNDS if args.count == "instructions" else rounds
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be at least {MIN_ROUNDS} (a median with min–max needs them)")
     if args.users < 1 or args.duration <= 0 or args.slices < 1:
@@ -340,7 +345,7 @@ def locust_side(gate: Gate, side: str, user_class: type, host: str, users: int, 
     return env, runner
 
 
-def without_monitor(runner):
+def without_monitor(runner: Runner) -> Runner:
     """``runner`` with its CPU monitor stopped: a 10-second timer whose work would land in
     whichever side's window is open (under callgrind, a 50x larger share of one round's count).
     Call before ``runner.start``: the monitor is then the only greenlet in the runner's group."""

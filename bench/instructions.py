@@ -10,7 +10,7 @@ I/O-driven variation of the event loop (well under 1 %).
 ``valgrind --tool=callgrind`` with instrumentation off during start-up (imports run at a
 few-times slowdown, not fifty), and the harness's :class:`~bench.harness.Meter` then reads
 instructions instead of CPU seconds: each reading asks callgrind to dump its counters since the
-last dump (a client request, synchronous, through a 3-function C helper compiled here once with
+last dump (a client request, synchronous, through a small C helper compiled here once with
 ``gcc`` against valgrind's ``callgrind.h``) and adds the dump's total.
 
 Under callgrind everything in the generator runs about 50 times slower while the servers do
@@ -46,7 +46,7 @@ def missing() -> str | None:
     if shutil.which("valgrind") is None:
         return "valgrind is not installed (apt-get install valgrind)"
     if shutil.which("gcc") is None:
-        return "gcc is not installed (needed to build the 3-line callgrind helper)"
+        return "gcc is not installed (needed to build the small callgrind helper)"
     if not HEADER.exists():
         return f"{HEADER} is missing (Debian's valgrind package ships it)"
     return None
@@ -106,17 +106,21 @@ class Counter:
 
 
 _counter: Counter | None = None
+_looked = False
 
 
 def counter() -> Counter | None:
-    """The process's counter when it runs under :func:`relaunch`, else None."""
-    global _counter
-    if _counter is None and os.environ.get(ENV_DIR):
-        candidate = Counter(Path(os.environ[ENV_DIR]))
-        if candidate.active:
-            candidate.start()
-            candidate.read()  # everything before this point (start-up) stays out of the count
-            _counter = candidate
+    """The process's counter when it runs under :func:`relaunch`, else None (decided once: the
+    servers a counted bench starts inherit its environment but not valgrind)."""
+    global _counter, _looked
+    if not _looked:
+        _looked = True
+        if os.environ.get(ENV_DIR):
+            candidate = Counter(Path(os.environ[ENV_DIR]))
+            if candidate.active:
+                candidate.start()
+                candidate.read()  # everything before this point (start-up) stays out of the count
+                _counter = candidate
     return _counter
 
 

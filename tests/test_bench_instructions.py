@@ -2,7 +2,8 @@
 
 A workload runs under callgrind through :func:`bench.instructions.relaunch`.  Its candidate side
 adds a C loop of a known number of iterations per operation; the harness must measure that extra
-within 3 % (the rounds within 1 % of each other), twice with the same result, and the verdict logic must resolve the repeatable ratio.
+within 3 % (the rounds within 1 % of each other), twice with the same result, and a target 2 %
+from the ratio must get a verdict, not UNRESOLVED.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import instructions
+from bench import harness, instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ def run_counted(tmp_path: Path, lib: Path, capfd: pytest.CaptureFixture[str]) ->
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_known_extra_instructions_are_measured_within_1_percent_and_repeat(
+def test_known_extra_instructions_are_measured_within_3_percent_and_repeat(
     tmp_path: Path, spin_library: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -99,12 +100,14 @@ def test_known_extra_instructions_are_measured_within_1_percent_and_repeat(
     assert known * 0.97 <= median <= known * 1.03, (known, first)
     # Counts, not time: the rounds agree to 1 % of the extra, so the ratio's min–max is narrow.
     assert high - low <= known * 0.01, first
+    ratio = harness.Spread(first["ratio"][1], first["ratio"][0], first["ratio"][2], 5)
+    assert harness.verdict(ratio, harness.Target(ratio.median * 1.02)) == harness.BELOW, first
     second = run_counted(tmp_path, spin_library, capfd)
     assert second["extra"][1] == pytest.approx(median, rel=0.005)
     assert second["bare"] == pytest.approx(first["bare"], rel=0.02)
 
 
-def test_dump_totals_are_read_and_summed(tmp_path: Path) -> None:
+def test_a_dump_total_is_read_or_refused(tmp_path: Path) -> None:
     dump = tmp_path / "callgrind.out.1"
     dump.write_text("version: 1\ncreator: callgrind\nevents: Ir\nsummary: 123456\ntotals: 123456\n")
     assert instructions.read_total(dump) == 123456
