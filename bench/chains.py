@@ -22,6 +22,7 @@ from bench.common import (
     pin_services,
     pin_url_server,
     pinned,
+    plan_text,
 )
 from bench.harness import Target, print_comparison
 from loadstack.chains import ChainUser, from_python
@@ -68,10 +69,7 @@ MARKERS = {"engine": ("bench", "CHAIN"), "hand-written": ("hand/cache", "REDIS")
 def main(argv: list[str] | None = None) -> dict:
     args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8, ops=300)
     redis_lib.Redis.from_url("redis://127.0.0.1:6379/0").set(KEY, "x" * 64)
-    print(
-        f"chains: {args.users} users per side, {args.rounds} rounds of {args.duration:g}s per side in "
-        f"{args.slices} slices (sides alternating slice by slice); generator CPU per iteration"
-    )
+    print(f"chains: {plan_text(args, op='iteration')}")
     with pinned(not args.no_pin) as pinning, demo_platform() as host:
         pin_url_server(pinning, "demo platform", host)
         pin_services(pinning, ["PostgreSQL", "Redis"])

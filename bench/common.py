@@ -44,7 +44,12 @@ def arguments(
     """The options every side-by-side benchmark has; ``extra`` adds its own.  ``ops`` is the
     window under ``--count instructions`` (sized so that a pass takes a minute or two)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--users", type=int, default=users, help="concurrent users (greenlets)")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=None,
+        help=f"concurrent users (greenlets); default {users}, 1 with --count instructions",
+    )
     parser.add_argument("--duration", type=float, default=duration, help="seconds per measured window")
     parser.add_argument(
         "--rounds",
@@ -93,6 +98,10 @@ def arguments(
         args.window_ops = None
     if args.rounds is None:
         args.rounds = MIN_ROUNDS if args.count == "instructions" else rounds
+    if args.users is None:
+        # Counting, one user per side: every operation then takes the same path (send, wait,
+        # wake), where concurrent users' replies find the socket ready or not by timing.
+        args.users = 1 if args.count == "instructions" else users
     if args.rounds < MIN_ROUNDS:
         parser.error(f"--rounds must be at least {MIN_ROUNDS} (a median with min–max needs them)")
     if args.users < 1 or args.duration <= 0 or args.slices < 1:
@@ -100,14 +109,35 @@ def arguments(
     return args
 
 
+def plan_text(args: argparse.Namespace, side: str = "side", op: str = "operation") -> str:
+    """How a side-by-side bench will measure, for its first line."""
+    users = f"{args.users} user{'s' if args.users != 1 else ''} per {side}"
+    if args.window_ops is not None:
+        return (
+            f"{users}, {args.rounds} rounds of {args.window_ops:,} {op}s per {side}; "
+            f"instructions per {op}, counted by callgrind"
+        )
+    return (
+        f"{users}, {args.rounds} rounds of {args.duration:g}s per {side} in {args.slices} slices "
+        f"({side}s alternating slice by slice); generator CPU per {op}"
+    )
+
+
 @contextlib.contextmanager
 def pinned(enabled: bool = True) -> Iterator[Pinning]:
     """This process on the generator core; whatever else gets pinned is put back afterwards."""
+    from bench.harness import INSTRUCTIONS, cost_unit
+
     pinning = Pinning()
     if not enabled:
         pinning.plan = None
         pinning.note("off (--no-pin)")
     else:
+        if pinning.plan is not None and cost_unit() is INSTRUCTIONS:
+            # Counting, the servers share the generator's core: they run only while it waits,
+            # so a reply is never already there when it first looks (a count that repeats).
+            pinning.plan = (pinning.generator, pinning.generator)
+            pinning.note("counting: system under test on the generator's core")
         pinning.pin_self()
     # SIGTERM (timeout, kill) must still give the shared services their cores back.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -275,11 +305,9 @@ def interleaved_rounds(
     as each slice's measurement begins (e.g. to trigger a scrape that belongs to that side).  With ``ops``, a
     slice lasts until the side has done that many operations instead of ``slice_s``.
     """
-    import gc
-
     import gevent
 
-    from bench.harness import INSTRUCTIONS, alternating, cost_unit
+    from bench.harness import INSTRUCTIONS, alternating, cost_unit, settle_heap
 
     if settle_s is None:
         settle_s = COUNTED_SETTLE_S if cost_unit() is INSTRUCTIONS else 0.005
@@ -287,7 +315,7 @@ def interleaved_rounds(
     samples: dict[str, list[Sample]] = {s: [] for s in sides}
     others: dict[str, list[Sample]] = {s: [] for s in sides}
     for index, order in enumerate(alternating(warmup + rounds, sides)):
-        gc.collect()
+        settle_heap()
         acc = {s: [0, 0.0, 0.0] for s in sides}
         acc_also = {s: [0, 0.0, 0.0] for s in sides}
         for k in range(slices):

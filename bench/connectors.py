@@ -23,7 +23,16 @@ import psycopg2
 import redis
 from locust.env import Environment
 
-from bench.common import Gate, arguments, interleaved_rounds, op_loops, pin_services, pinned, without_monitor
+from bench.common import (
+    Gate,
+    arguments,
+    interleaved_rounds,
+    op_loops,
+    pin_services,
+    pinned,
+    plan_text,
+    without_monitor,
+)
 from bench.harness import Target, print_comparison
 from loadstack.user_classes import UserClassStats
 from loadstack.users.postgres import PostgresClient
@@ -78,10 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
         duration=1.0,
         rounds=8,
     )
-    print(
-        f"connectors: {args.users} greenlets per variant, {args.rounds} rounds of {args.duration:g}s per variant "
-        f"in {args.slices} slices (variants alternating slice by slice); generator CPU per operation"
-    )
+    print(f"connectors: {plan_text(args, 'variant')}")
     with pinned(not args.no_pin) as pinning:
         pin_services(pinning, ["Redis", "PostgreSQL", "RabbitMQ"])
         pinning.report("connectors")

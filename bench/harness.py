@@ -110,6 +110,14 @@ class Sample:
         return self.cost / self.wall_s if self.wall_s else 0.0
 
 
+def settle_heap() -> None:
+    """Collect garbage and freeze what survives: a later full collection then scans only what
+    was allocated since, instead of the whole heap of set-up objects in one round's cost."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Meter:
     """Start a window, do the work, ``stop(ops)``: a :class:`Sample` of what it cost.
 
@@ -124,9 +132,7 @@ class Meter:
         """Begin the window; ``settle`` first collects garbage and freezes what survives, so a
         full collection of objects left over from set-up does not land in one round's cost."""
         if settle and self.pids is None:
-            gc.unfreeze()
-            gc.collect()
-            gc.freeze()
+            settle_heap()
         self._wall0 = time.perf_counter()
         self._cpu0 = self._clock()
         return self
@@ -339,6 +345,66 @@ def machine_load() -> str:
     cores = os.cpu_count() or 1
     busy = "busy" if one > cores else "quiet"
     return f"load average {one:.2f} on {cores} cores ({busy})"
+
+
+@dataclass(frozen=True)
+class Rest:
+    """What the rest of the machine did over a window: other processes' CPU and the
+    hypervisor's steal, in cores (1.0 = one core busy), and the busiest other processes."""
+
+    others: float
+    steal: float
+    busiest: list[str]
+
+    def text(self) -> str:
+        top = f" ({', '.join(self.busiest)})" if self.busiest else ""
+        return f"rest of the machine {self.others:.0%} of a core{top}, steal {self.steal:.0%}"
+
+
+class RestMeter:
+    """Start with the processes the window is about; ``stop()`` says what everything else did."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = set(pids)
+
+    @staticmethod
+    def _per_process() -> dict[tuple[int, str], float]:
+        import psutil
+
+        seen = {}
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            times = proc.info["cpu_times"]
+            if times is not None:
+                seen[(proc.pid, proc.info["name"] or "?")] = times.user + times.system
+        return seen
+
+    def start(self) -> RestMeter:
+        import psutil
+
+        self._procs = self._per_process()
+        self._machine = psutil.cpu_times()
+        self._wall = time.perf_counter()
+        return self
+
+    def stop(self) -> Rest:
+        import psutil
+
+        machine, procs = psutil.cpu_times(), self._per_process()
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        used = {
+            key: seconds - self._procs.get(key, 0.0)
+            for key, seconds in procs.items()
+            if key[0] not in self.pids and key[0] != os.getpid()
+        }
+        busiest = sorted(
+            ((s, pid, name) for (pid, name), s in used.items() if s / wall >= 0.05), reverse=True
+        )
+        steal = getattr(machine, "steal", 0.0) - getattr(self._machine, "steal", 0.0)
+        return Rest(
+            others=sum(s for s in used.values() if s > 0) / wall,
+            steal=steal / wall,
+            busiest=[f"{name}[{pid}] {s / wall:.0%}" for s, pid, name in busiest[:3]],
+        )
 
 
 def print_machine(bench: str, when: str) -> None:

@@ -26,7 +26,7 @@ import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
 from locust import FastHttpUser, constant, task
 
-from bench.common import Gate, arguments, interleaved_rounds, locust_side, pinned, static_server
+from bench.common import Gate, arguments, interleaved_rounds, locust_side, pinned, plan_text, static_server
 from bench.harness import (
     Comparison,
     Meter,
@@ -108,11 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
     counting = args.window_ops is not None  # --count instructions: no wall-clock figures
     has_wrk = shutil.which("wrk") is not None and not counting
     variants = ["bare", "bare+headers", "loadstack"] + (["wrk"] if has_wrk else [])
-    print(
-        f"http: {args.users} users (wrk: {args.users} connections, 1 thread), {args.duration:g}s windows, "
-        f"{args.rounds} rounds, each side's window in {args.slices} slices (sides alternating slice by slice; "
-        "wrk: one run per round); CPU per request"
-    )
+    wrk = f"; wrk: {args.users} connections, 1 thread, one run per round" if has_wrk else ""
+    print(f"http: {plan_text(args, op='request')}{wrk}")
     # This process is its own run, with auth mode local (a bench has no launcher to say so).
     runcontext.adopt(runcontext.new_run_id(), RunSettings(auth=AuthSpec(mode="local")))
     if auth.current() is None or auth.current().mode != "local":

@@ -125,3 +125,24 @@ def test_pin_and_restore_own_process() -> None:
     pinning.restore()
     assert os.sched_getaffinity(0) == before
     assert pinning.lines
+
+
+def test_rest_meter_names_another_busy_process_and_leaves_out_the_measured_ones() -> None:
+    import subprocess
+    import sys
+
+    spin = "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass\n"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    measured = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        meter = harness.RestMeter([measured.pid]).start()
+        time.sleep(1.0)
+        rest = meter.stop()
+    finally:
+        for proc in (busy, measured):
+            proc.wait(10)
+    # The spinning process outside the window's own is named, with most of a core; the other is not.
+    assert rest.others >= 0.4, rest
+    assert any(f"[{busy.pid}]" in line for line in rest.busiest), rest
+    assert not any(f"[{measured.pid}]" in line for line in rest.busiest), rest
+    assert "rest of the machine" in rest.text()

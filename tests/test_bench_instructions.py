@@ -107,6 +107,36 @@ def test_known_extra_instructions_are_measured_within_3_percent_and_repeat(
     assert second["bare"] == pytest.approx(first["bare"], rel=0.02)
 
 
+COUNTED_SETUP = textwrap.dedent(
+    """
+    import json
+    from bench.common import arguments, pinned
+
+    args = arguments(None, ["--count", "instructions"])
+    with pinned() as pinning:
+        plan = None if pinning.plan is None else [sorted(pinning.generator), sorted(pinning.sut)]
+    print(json.dumps({"users": args.users, "ops": args.window_ops, "slices": args.slices, "plan": plan}))
+    """
+)
+
+
+def test_counting_runs_one_user_per_side_with_the_servers_on_the_generator_core(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.common import COUNTED_OPS, arguments
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    script = tmp_path / "setup.py"
+    script.write_text(COUNTED_SETUP, encoding="utf-8")
+    assert instructions.relaunch([str(script)]) == 0
+    counted = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert counted["users"] == 1 and counted["ops"] == COUNTED_OPS and counted["slices"] == 1, counted
+    if counted["plan"] is not None:  # two cores or more: the system under test joins the generator
+        assert counted["plan"][0] == counted["plan"][1], counted
+    native = arguments(None, ["--count", "cpu"], users=4)
+    assert native.users == 4 and native.window_ops is None
+
+
 def test_a_dump_total_is_read_or_refused(tmp_path: Path) -> None:
     dump = tmp_path / "callgrind.out.1"
     dump.write_text("version: 1\ncreator: callgrind\nevents: Ir\nsummary: 123456\ntotals: 123456\n")

@@ -184,6 +184,23 @@ def test_sustained_windows_start_after_the_warmup() -> None:
     assert not stats.seconds, "judged seconds are let go: a long run does not keep them all"
 
 
+def test_per_second_counts_listen_to_requests_only_for_a_sustained_gate() -> None:
+    from locust.env import Environment
+
+    from loadstack import windows
+
+    for enabled in (False, True):
+        stats = windows.SecondStats()
+        stats.enabled = enabled
+        env = Environment()
+        stats.attach(env, "local")
+        assert (stats.observe in env.events.request._handlers) is enabled
+        env.events.request.fire(
+            request_type="GET", name="/a", response_time=5.0, response_length=1, context={}
+        )
+        assert len(stats._pending) == int(enabled)
+
+
 def _summary() -> dict:
     hist = {"10": 50, "100": 40, "900": 10}
     row = {"type": "GET", "name": "/a", "count": 100, "failures": 0, "rps": 10, "avg_ms": 130}

@@ -64,10 +64,14 @@ class UserClassStats(Aggregator):
         name: str,
         response_time: float,
         response_length: int = 0,
-        exception: BaseException | None = None,
+        response: Any = None,
         context: dict | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        url: str | None = None,
         **_: Any,
     ) -> None:
+        # Locust's own keywords are named so that no dict of extras is built per request.
         user_class = (context.get("user_class") if context else None) or _greenlet_user_class() or "unknown"
         tally = self._pending.get(user_class)
         if tally is None:

@@ -50,21 +50,27 @@ class SecondStats(Aggregator):
     report_key = "loadstack_seconds"
 
     def __init__(self) -> None:
-        self.enabled = False  # only runs with sustained gates pay for this
+        self.enabled = False  # set before attach(): only runs with sustained gates pay for this
         self._pending: dict[Key, Tally] = {}
         self.seconds: dict[int, dict[tuple[str, str, str], Tally]] = defaultdict(dict)
+
+    @property
+    def observes_requests(self) -> bool:  # type: ignore[override]
+        return self.enabled
 
     def observe(
         self,
         request_type: str,
         name: str,
         response_time: float,
-        exception: BaseException | None = None,
+        response_length: int = 0,
+        response: Any = None,
         context: dict | None = None,
+        exception: BaseException | None = None,
+        start_time: float | None = None,
+        url: str | None = None,
         **_: Any,
     ) -> None:
-        if not self.enabled:
-            return
         user_class = (context.get("user_class") if context else None) or _greenlet_user_class() or "unknown"
         key = (int(time.time()), request_type, name, user_class)
         tally = self._pending.get(key)

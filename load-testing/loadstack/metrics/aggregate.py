@@ -76,9 +76,14 @@ class RequestMetrics(Aggregator):
         name: str,
         response_time: float,
         response_length: int = 0,
+        response: Any = None,
+        context: dict | None = None,
         exception: BaseException | None = None,
+        start_time: float | None = None,
+        url: str | None = None,
         **_: Any,
     ) -> None:
+        # Locust's own keywords are named so that no dict of extras is built per request.
         key = (request_type, name)
         tally = self._pending.get(key)
         if tally is None:
