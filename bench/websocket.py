@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     args = arguments(__doc__, argv, duration=3.0, rounds=5, extra=extra)
     # Connecting fast is the point here: Locust's warning about it would repeat at every level.
-    logging.getLogger("locust.runners").addFilter(lambda record: "spawn rate is very high" not in record.msg)
+    logging.getLogger("locust.runners").addFilter(
+        lambda record: "spawn rate is very high" not in record.getMessage()
+    )
     RATE_HZ = args.rate
     levels = [int(x) for x in args.levels.split(",")]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
