@@ -55,7 +55,6 @@ class HealthUserOn(HealthUser):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    # Counting, a window is SCRAPE_EVERY requests with one scrape: the CPU pass's share.
     args = arguments(__doc__, argv, users=4, duration=2.0, rounds=8, ops=SCRAPE_EVERY)
     scrapes = "one scrape per window" if args.window_ops else "one scrape per second of exporter-on time"
     print(f"exporter: {plan_text(args, op='request')}; {scrapes}")

@@ -81,10 +81,10 @@ def one_level(host: str, server_pid: int | None, users: int, args) -> tuple[Samp
         done = entry.num_requests if entry else 0
         if done + env.stats.total.num_failures >= users:
             break
-    failures_before = env.stats.total.num_failures
     gevent.sleep(args.settle)
+    failures = 0
     for attempt in range(RETRIES + 1):
-        failures_before += env.stats.total.num_failures if attempt else 0
+        failures += env.stats.total.num_failures  # connecting and settling, or a window measured again
         env.stats.reset_all()
         rest_meter = RestMeter([server_pid] if server_pid else []).start()
         meter = Meter().start()
@@ -93,11 +93,11 @@ def one_level(host: str, server_pid: int | None, users: int, args) -> tuple[Samp
         n = frames.num_requests if frames else 0
         sample = meter.stop(n)
         rest = rest_meter.stop()
-        if rest.others <= DISTURBED:
+        if rest.others <= DISTURBED or attempt == RETRIES:
             break
         print(f"    {users} connections: window measured again, {rest.text()}", flush=True)
     p99 = frames.get_response_time_percentile(0.99) if frames and n else float("inf")
-    failures = failures_before + env.stats.total.num_failures
+    failures += env.stats.total.num_failures
     runner.quit()
     return sample, float(p99), failures, rest
 
