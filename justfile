@@ -16,17 +16,34 @@ load-test *args:
 stack *args:
     {{python}} -m loadstack stack "$@"
 
-# Install test extras, make sure PostgreSQL/Redis/RabbitMQ answer locally, run the whole suite.
+# Install test extras, make sure PostgreSQL/Redis/RabbitMQ answer locally, run the whole suite
+# (but the real-cluster tests: just test-k8s) as two pytest processes side by side
+# (LOADSTACK_TEST_SHARDS=1 for one; infra/dev/test-shards.sh).
 test *args:
     {{python}} -m pip install -q -e '.[test]'
     bash infra/dev/ensure-services.sh
-    {{python}} -m pytest "$@"
+    PYTHON={{python}} bash infra/dev/test-shards.sh -m "not k8s" "$@"
 
-# The suite without the slow end-to-end tests (< 3 minutes).
+# The suite without the slow end-to-end tests (< 3 minutes), sharded as `just test`.
 test-quick *args:
     {{python}} -m pip install -q -e '.[test]'
     bash infra/dev/ensure-services.sh
-    {{python}} -m pytest -m "not slow and not docker" "$@"
+    PYTHON={{python}} bash infra/dev/test-shards.sh -m "not slow and not docker and not k8s" "$@"
+
+# The quick suite with two CPU-bound processes beside it (killed at the end, even on failure):
+# the suite must hold on a busy machine, as users' shared CI runners are.
+test-busy *args:
+    {{python}} -m pip install -q -e '.[test]'
+    bash infra/dev/ensure-services.sh
+    PYTHON={{python}} bash infra/dev/test-busy.sh "$@"
+
+# The real-cluster tests (docs/kubernetes.md): builds Kubernetes v1.20.2 from Debian's source once
+# (~9 min, cached in /var/cache/loadstack-k8s or $LOADSTACK_K8S_CACHE), starts a one-node cluster in
+# its own network namespace, runs the Job scenarios on it, and stops it. Needs root.
+test-k8s *args:
+    {{python}} -m pip install -q -e '.[test]'
+    bash infra/dev/ensure-services.sh
+    {{python}} -m pytest -m k8s tests/e2e_k8s "$@"
 
 # Only the container end-to-end tests (starts dockerd and builds the offline images if needed).
 test-docker *args:
@@ -40,8 +57,9 @@ lint:
     {{python}} -m ruff format --check .
 
 # Benchmarks, CPU per operation side by side (docs/performance.md):
-# just bench [connectors|chains|exporter|http|scale|websocket|startup|soak ...] [--rounds N] [--json FILE]
-# (no names: all but soak, which is long and opt-in; `just bench soak --minutes 3` checks it quickly)
+# just bench [selfcheck|connectors|chains|exporter|http|scale|websocket|startup|arrival|masker|soak|users ...] [--rounds N] [--json FILE]
+# (no names: all but soak and users, which are long and opt-in; `just bench soak --minutes 3` and
+# `just bench users --users 200 --rounds 1 --pacing 1` check them quickly)
 bench *names:
     {{python}} -m pip install -q -e '.[bench]'
     command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) || echo "wrk not installed: the http bench runs without its ceiling"

@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [--json FILE] [options]``: run the named benchmarks.
 
-Without names, every benchmark but ``soak`` runs (soak is long and opt-in).  Options after the
+Without names, every benchmark but ``soak`` and ``users`` runs (they are long and opt-in).  Options after the
 names go to each benchmark (see ``python -m bench NAME --help``); ``--json FILE`` writes every
 figure (median, min, max, target, verdict) to FILE as well.
 
@@ -18,8 +18,21 @@ import subprocess
 import sys
 import tempfile
 
-BENCHMARKS = ["connectors", "chains", "exporter", "http", "scale", "websocket", "startup", "arrival", "soak"]
-OPT_IN = {"soak"}
+BENCHMARKS = [
+    "selfcheck",
+    "connectors",
+    "chains",
+    "exporter",
+    "http",
+    "scale",
+    "websocket",
+    "startup",
+    "arrival",
+    "masker",
+    "soak",
+    "users",
+]
+OPT_IN = {"soak", "users"}  # long: minutes each
 # Benchmarks whose judged cost is the bench process's own, so callgrind can count it.
 COUNTED = {"connectors", "chains", "exporter", "http"}
 

@@ -9,6 +9,8 @@ and the same message (the AMQP run-id header included).  Three variants:
   operation / loadstack CPU per operation >= 0.90);
 * ``+locust stats``: also Locust's own stats listener, i.e. everything a request
   costs on a worker.  Reported for information: that part is Locust's.
+* ``+otel`` (with ``--otel``): the ``loadstack`` side traced, a span per operation exported over
+  OTLP (:mod:`bench.otel`).  Reported for information: tracing's cost per operation.
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ def environment(with_locust_stats: bool) -> Environment:
 
 
 def measure(name, bare, wrapped, args) -> dict:
-    """The three variants side by side: all connected at once, measured slice by slice."""
+    """The variants side by side: all connected at once, measured slice by slice."""
+    variants = [*VARIANTS, "+otel"] if args.otel else VARIANTS
     envs = {"loadstack": environment(False), "+locust stats": environment(True)}
-    gate = Gate(VARIANTS)
+    if args.otel:
+        envs["+otel"] = environment(False)
+        args.otel_sink.attach(envs["+otel"])
+    gate = Gate(variants)
     counters = {
         "bare": op_loops(gate, "bare", args.users, bare),
-        **{v: op_loops(gate, v, args.users, lambda env=envs[v]: wrapped(env)) for v in VARIANTS[1:]},
+        **{v: op_loops(gate, v, args.users, lambda env=envs[v]: wrapped(env)) for v in variants[1:]},
     }
     try:
         samples, _ = interleaved_rounds(
@@ -75,7 +81,7 @@ def measure(name, bare, wrapped, args) -> dict:
     finally:
         gate.stop()
     return print_comparison(
-        "connectors", name, samples, "bare", VARIANTS[1:], target=TARGET, judged="loadstack"
+        "connectors", name, samples, "bare", variants[1:], target=TARGET, judged="loadstack"
     )
 
 
@@ -86,11 +92,18 @@ def main(argv: list[str] | None = None) -> dict:
         users=8,
         duration=1.0,
         rounds=8,
+        extra=lambda p: p.add_argument(
+            "--otel", action="store_true", help="add a traced side (+otel): tracing's cost per operation"
+        ),
     )
     print(f"connectors: {plan_text(args, 'variant')}")
-    with pinned(not args.no_pin) as pinning:
+    with pinned(not args.no_pin) as pinning, contextlib.ExitStack() as stack:
         pin_services(pinning, ["Redis", "PostgreSQL", "RabbitMQ"])
         pinning.report("connectors")
+        if args.otel:
+            from bench import otel
+
+            args.otel_sink = stack.enter_context(otel.sink())
         return run(args)
 
 

@@ -12,6 +12,7 @@ window say which side saturated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -26,6 +27,7 @@ import gevent
 import locust  # noqa: F401  (gevent monkey-patching first)
 from locust import FastHttpUser, constant, task
 
+from bench import otel
 from bench.common import Gate, arguments, interleaved_rounds, locust_side, pinned, plan_text, static_server
 from bench.harness import (
     Comparison,
@@ -83,6 +85,16 @@ class LoadstackUser(HttpUser):
         self.client.get(PATH)
 
 
+class LoadstackTracedUser(HttpUser):
+    """The loadstack side traced (``--otel``): a client span per request, exported over OTLP."""
+
+    wait_time = constant(0)
+
+    @task
+    def get(self) -> None:
+        self.client.get(PATH)
+
+
 def wrk_round(
     host: str, users: int, duration: float, cores: set[int] | None, server_pid: int
 ) -> tuple[Sample, Sample]:
@@ -104,10 +116,23 @@ def wrk_round(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = arguments(__doc__, argv, users=8, duration=2.0, rounds=6, ops=300)
+    args = arguments(
+        __doc__,
+        argv,
+        users=8,
+        duration=2.0,
+        rounds=6,
+        ops=300,
+        extra=lambda p: p.add_argument(
+            "--otel",
+            action="store_true",
+            help="add a traced side (loadstack+otel): tracing's cost per request",
+        ),
+    )
     counting = args.window_ops is not None  # --count instructions: no wall-clock figures
     has_wrk = shutil.which("wrk") is not None and not counting
-    variants = ["bare", "bare+headers", "loadstack"] + (["wrk"] if has_wrk else [])
+    traced = ["loadstack+otel"] if args.otel else []
+    variants = ["bare", "bare+headers", "loadstack", *traced] + (["wrk"] if has_wrk else [])
     wrk = f"; wrk: {args.users} connections, 1 thread, one run per round" if has_wrk else ""
     print(f"http: {plan_text(args, op='request')}{wrk}")
     # This process is its own run, with auth mode local (a bench has no launcher to say so).
@@ -115,6 +140,25 @@ def main(argv: list[str] | None = None) -> dict:
     if auth.current() is None or auth.current().mode != "local":
         raise SystemExit("http bench: auth mode local could not be set up")
     sides = {"bare": BareUser, "bare+headers": BareHeadersUser, "loadstack": LoadstackUser}
+    if args.otel:
+        sides["loadstack+otel"] = LoadstackTracedUser
+    with contextlib.ExitStack() as stack:
+        traces = stack.enter_context(otel.sink()) if args.otel else None
+        return _measure(args, sides, variants, has_wrk, counting, traces)
+
+
+def _measure(args, sides, variants, has_wrk, counting, traces) -> dict:
+    def setup(side: str):
+        if not side.startswith("loadstack"):
+            return None
+
+        def attach(env) -> None:
+            UserClassStats().attach(env, "local")
+            if side == "loadstack+otel":
+                traces.attach(env)
+
+        return attach
+
     with pinned(not args.no_pin) as pinning, static_server() as (host, server_pid):
         if pinning.plan is not None:
             pinning.pin("static server", server_pid, pinning.sut)
@@ -128,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
                 cls,
                 host,
                 args.users,
-                setup=(lambda env: UserClassStats().attach(env, "local")) if side == "loadstack" else None,
+                setup=setup(side),
             )
             for side, cls in sides.items()
         }
@@ -160,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
         "HTTP GET (static endpoint)",
         samples,
         "bare",
-        ["bare+headers", "loadstack"],
+        ["bare+headers", "loadstack", *(["loadstack+otel"] if args.otel else [])],
         target=TARGET,
         judged="loadstack",
         unit="req",

@@ -4,12 +4,13 @@
 its consumer, a master and workers; needs PostgreSQL, RabbitMQ and Redis) for ``--minutes``
 (30) and samples the resident memory of the Locust master and every worker every
 ``--interval`` seconds (anonymous RSS: heap and stacks, see :func:`rss_mib`).  Target:
-growth <= 5 % between minute 5 and minute 30 for every process.
+growth < 1 % between minute 5 and minute 30 for every process (the master's per-second stats
+and chart history are bounded by :mod:`loadstack.retention`).
 
 Following the benches' method, the growth is stated with its spread: the samples of the minute
 around minute 5 (minute 5 of 30 scales with ``--minutes``: the sixth of the run) and of the
 last minute give a median growth and a min–max (lowest late sample over highest early sample,
-and the reverse); a verdict only when the whole interval is on one side of 5 %.
+and the reverse); a verdict only when the whole interval is on one side of 1 %.
 
 The run's directory gets ``soak-rss.json``, ``soak-rss.svg`` (the curve) and ``soak.html``
 (the curve and the table); the paths are printed.  ``--minutes 3`` is a quick check of the
@@ -32,7 +33,7 @@ import psutil
 from bench.common import ROOT, locust_children
 from bench.harness import Spread, Target, print_figure, record
 
-TARGET = Target(5.0, at_least=False)
+TARGET = Target(1.0, at_least=False)
 SVG_STYLE = (
     "<style>svg{font-family:Helvetica,Arial,sans-serif;background:#fafafa}"
     ".title{font-size:13px;font-weight:600;fill:#1d2330}.axis,.legend{font-size:11px;fill:#4b5563}"

@@ -31,6 +31,22 @@ def loadstack(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     )
 
 
+def loadstack_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``loadstack`` CLI's ``main()`` in this process, its stdout and stderr captured.
+
+    For checks of an exit status and its messages only (``chain validate`` of a bad file): a
+    subprocess adds a Python and Locust start-up, seconds on a busy machine, and proves no more.
+    Keep the subprocess (:func:`loadstack`) where the process itself is the subject."""
+    import io
+
+    from loadstack.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["loadstack", *args], code, out.getvalue(), err.getvalue())
+
+
 def start_loadstack(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """Start the real ``loadstack`` CLI without waiting (to act on it mid-run); stderr goes to stdout."""
     return subprocess.Popen(
@@ -62,7 +78,8 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
-def assert_no_orphans(run_id: str, wait: float = 5.0) -> None:
+def assert_no_orphans(run_id: str, wait: float = 60.0) -> None:
+    """No process of the run is left; waits (generously: a busy machine reaps slowly) for them to exit."""
     deadline = time.monotonic() + wait
     while True:
         left = processes_with_env("LOADSTACK_RUN_ID", run_id)
@@ -89,6 +106,19 @@ def write_profile(path: Path, **fields: Any) -> Path:
     }
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def one_chain_profile(path: Path, chain: Path) -> Path:
+    """One user running one chain file for a few seconds: the guard tests' runs aimed elsewhere."""
+    return write_profile(
+        path,
+        locustfile=str(LOCUSTFILES / "chain_users.py"),
+        user_classes={"ConfiguredChainUser": 1},
+        chains=[{"path": str(chain)}],
+        users=1,
+        run_time="6s",
+        wait_time={"min": 0.2, "max": 0.4},
+    )
 
 
 def summary(results_dir: Path, run_id: str) -> dict[str, Any]:
@@ -154,7 +184,7 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # readiness, however slow the machine
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -202,3 +232,20 @@ def junit_schema() -> Any:
         JUNIT_XSD_CACHE.parent.mkdir(parents=True, exist_ok=True)
         JUNIT_XSD_CACHE.write_bytes(data)
     return xmlschema.XMLSchema(str(JUNIT_XSD_CACHE))
+
+
+@contextlib.contextmanager
+def private_vhost(prefix: str) -> Iterator[str]:
+    """A RabbitMQ vhost of the test's own on the local server (guest may use it), deleted after."""
+    import uuid
+
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", name], check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["rabbitmqctl", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", name], capture_output=True, timeout=60)

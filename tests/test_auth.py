@@ -65,23 +65,24 @@ def test_one_fetch_for_many_concurrent_callers() -> None:
 
 def test_refresh_before_expiry_does_not_block_the_others() -> None:
     tokens = iter(["old", "new"])
-    release = threading.Event()
+    fetching, release = threading.Event(), threading.Event()
 
     def fetch() -> Token:
         value = next(tokens)
         if value == "new":
-            release.wait(5)  # the refresh hangs until we let it go
-        return Token(value, time.monotonic() + 1.0, 1.0)
+            fetching.set()
+            release.wait(60)  # the refresh hangs until we let it go
+        # "old" is valid for a minute but due at once (its margin is more than what is left of its
+        # life): no sleeping into a due-but-valid moment that a busy machine could overshoot.
+        return Token(value, time.monotonic() + 600, 4000 if value == "old" else 600)
 
-    cache = TokenCache(fetch, name="t", margin=30)  # due after 75% of its 1 s life
+    cache = TokenCache(fetch, name="t", margin=700)
     assert cache.get() == "old"
-    time.sleep(0.8)
     refresher = threading.Thread(target=cache.get)
     refresher.start()
-    time.sleep(0.05)
-    started = time.monotonic()
+    assert fetching.wait(60), "the refresh started"
+    # A caller that waited for the refresh would get "new" (after it is released), not "old".
     assert cache.get() == "old", "still valid: served while the refresh runs"
-    assert time.monotonic() - started < 0.1
     release.set()
     refresher.join()
     assert cache.get() == "new"

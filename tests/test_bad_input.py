@@ -863,3 +863,375 @@ def test_the_listener_counts_connections(listener: Listener) -> None:
         pass
     assert listener.connections() == 1
     listener.seen = 0
+
+
+# -- round 3: bounds everywhere (issue 27: findings 13-16 and the misreported inputs) -----------------
+BIG = "9" * 5000  # beyond Python's 4300-digit limit for converting text to int
+
+
+def _round3_case(case: str, tmp_path: Path, listener: Listener) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of one case; files it needs are written into ``tmp_path``."""
+    run = ["run", "--host", listener.url, "--results-dir", str(tmp_path / "r")]
+    profile = tmp_path / "p.yml"
+    profile.write_text(_profile_text())
+    if case == "run_id_newline":
+        return [*run, "--profile", str(profile), "--run-id", "bad-nl\n"], {}
+    if case == "profile_int_digits":
+        profile.write_text(_profile_text(users=BIG))
+        return ["profile", "validate", str(profile)], {}
+    if case == "stage_int_digits":
+        profile.write_text(
+            _profile_text().replace('"users": 2, "spawn_rate": 2}', f'"users": {BIG}, "spawn_rate": 2}}')
+        )
+        return ["profile", "validate", str(profile)], {}
+    if case == "json_profile_int_digits":
+        (tmp_path / "p.json").write_text(
+            json.dumps({**BASE_PROFILE, "users": 1}).replace('"users": 1', f'"users": {BIG}')
+        )
+        return ["profile", "validate", str(tmp_path / "p.json")], {}
+    if case == "chain_int_digits":
+        (tmp_path / "c.yml").write_text(
+            yaml.safe_dump(BASE_CHAIN, sort_keys=False).replace("status: 201", f"status: {BIG}")
+        )
+        return ["chain", "validate", str(tmp_path / "c.yml")], {}
+    if case == "summary_int_digits":
+        results_folder(tmp_path)
+        doc = json.dumps(summary_doc("cur")).replace('"count": 40', f'"count": {BIG}', 1)
+        (tmp_path / "cur" / "summary.json").write_text(doc)
+        return ["compare", "cur", "--baseline", "base", "--results-dir", str(tmp_path)], {}
+    if case == "history_int_digits":
+        results_folder(tmp_path)
+        (tmp_path / "history.jsonl").write_text('{"run_id": "base", "verdict": "pass", "n": ' + BIG + "}\n")
+        return ["report", "--results-dir", str(tmp_path)], {}
+    if case == "flag_int_digits":
+        return ["report", "--last", BIG], {}
+    if case == "profile_env_key":
+        profile.write_text(_profile_text(env='{"NOT A NAME": "x"}'))
+        return [*run, "--profile", str(profile), "--run-id", "bad-envkey"], {}
+    if case == "profile_sample_queue_nul":
+        profile.write_text(_profile_text(sample_queues='["orders", "evil\\0queue"]'))
+        return ["profile", "validate", str(profile)], {}
+    if case == "profile_env_value_nul":
+        profile.write_text(_profile_text(env='{"GREETING": "a\\0b"}'))
+        return [*run, "--profile", str(profile), "--run-id", "bad-envnul"], {}
+    if case == "demo_slow":
+        return ["profile", "show", str(profile)], {"LOADSTACK_DEMO_SLOW": "/api/*=fast"}
+    if case == "oauth_client_auth":
+        return ["profile", "show", str(profile)], {"LOADSTACK_OAUTH_CLIENT_AUTH": "bogus"}
+    if case == "jwt_algorithm":
+        return ["profile", "show", str(profile)], {"LOADSTACK_JWT_ALGORITHM": "none"}
+    if case == "ws_frames":
+        return ["profile", "show", str(profile)], {"LOADSTACK_WS_FRAMES": "10" + "0" * 12}
+    if case == "sample_queues_nul":
+        return ["profile", "show", str(profile)], {"LOADSTACK_SAMPLE_QUEUES": "orders,\x01x"}
+    if case == "symlinked_body_file":
+        (tmp_path / "passwd.bin").symlink_to("/etc/passwd")
+        chain = put(
+            BASE_CHAIN,
+            ("steps", 0, "http"),
+            {"method": "POST", "path": "/x", "body_file": {"path": "passwd.bin"}},
+        )
+        (tmp_path / "c.yml").write_text(yaml.safe_dump(chain, sort_keys=False))
+        return ["chain", "validate", str(tmp_path / "c.yml")], {}
+    if case == "symlinked_multipart_file":
+        (tmp_path / "up").mkdir()
+        (tmp_path / "up" / "f.txt").symlink_to("../../")
+        http = {
+            "method": "POST",
+            "path": "/x",
+            "multipart": {"files": [{"field": "f", "path": "up/f.txt/etc/hostname"}]},
+        }
+        (tmp_path / "c.yml").write_text(
+            yaml.safe_dump(put(BASE_CHAIN, ("steps", 0, "http"), http), sort_keys=False)
+        )
+        return ["chain", "validate", str(tmp_path / "c.yml")], {}
+    if case == "nested_list_template":
+        chain = put(BASE_CHAIN, ("vars", "greeting"), "{{ [[0] * 10000] * 10000 }}")
+        (tmp_path / "c.yml").write_text(yaml.safe_dump(chain, sort_keys=False))
+        return ["chain", "validate", str(tmp_path / "c.yml")], {}
+    if case == "nested_dict_template":
+        chain = put(BASE_CHAIN, ("steps", 0, "http", "json", "a"), "{{ {'k': ['x' * 1000] * 1000} }}")
+        (tmp_path / "c.yml").write_text(yaml.safe_dump(chain, sort_keys=False))
+        return ["chain", "validate", str(tmp_path / "c.yml")], {}
+    raise AssertionError(case)
+
+
+ROUND3 = [
+    ("run_id_newline", ("--run-id", "invalid run id")),
+    ("profile_int_digits", ("p.yml:", "users", "5000 digits")),
+    ("stage_int_digits", ("p.yml:", "stages[0].users", "5000 digits")),
+    ("json_profile_int_digits", ("p.json", "users", "5000 digits")),
+    ("chain_int_digits", ("c.yml:", "steps[0].expect.status", "5000 digits")),
+    ("summary_int_digits", ("summary.json", "5000 digits")),
+    ("history_int_digits", ("history.jsonl:1", "5000 digits")),
+    ("flag_int_digits", ("--last", "between 1 and 10000")),
+    ("profile_env_key", ("p.yml:", "env", "NOT A NAME")),
+    ("profile_sample_queue_nul", ("p.yml:", "sample_queues[1]")),
+    ("profile_env_value_nul", ("p.yml:", "env.GREETING")),
+    ("demo_slow", ("LOADSTACK_DEMO_SLOW", "fast")),
+    ("oauth_client_auth", ("LOADSTACK_OAUTH_CLIENT_AUTH", "bogus")),
+    ("jwt_algorithm", ("LOADSTACK_JWT_ALGORITHM", "none")),
+    ("ws_frames", ("LOADSTACK_WS_FRAMES",)),
+    ("sample_queues_nul", ("LOADSTACK_SAMPLE_QUEUES",)),
+    ("symlinked_body_file", ("c.yml:", "steps[0].http.body_file.path", "outside the chain file's directory")),
+    ("symlinked_multipart_file", ("c.yml:", "steps[0].http.multipart.files[0].path", "outside")),
+    ("nested_list_template", ("c.yml:", "vars.greeting", "1000000")),
+    ("nested_dict_template", ("c.yml:", "steps[0].http.json.a", "1000000")),
+]
+
+
+@pytest.mark.parametrize(("case", "expected"), ROUND3, ids=[c for c, _ in ROUND3])
+def test_round3_bad_input_in_a_real_process(
+    tmp_path: Path, listener: Listener, case: str, expected: tuple[str, ...]
+) -> None:
+    """Each is exit 2 naming the field or variable, no traceback, nothing sent, no results folder."""
+    TRIED[f"round 3: {case}"] += 1
+    argv, extra = _round3_case(case, tmp_path, listener)
+    result = loadstack(*argv, env={**listener.backends(), **extra}, timeout=120)
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    for text in expected:
+        assert text in output, (text, output)
+    if case == "oauth_client_auth" or case == "jwt_algorithm":
+        assert "p.yml" not in output, "the variable is wrong, not the profile"
+    assert listener.connections() == 0
+    assert not (tmp_path / "r").exists(), "nothing is written for bad input"
+    CLEAN[f"round 3: {case}"] += 1
+
+
+REDIRECTOR = """
+import http.server, sys
+class Elsewhere(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.send_response(307)
+        self.send_header("Location", "http://10.255.255.1:9/api/v1/auth/register")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Elsewhere)
+print(server.server_address[1], flush=True)
+server.timeout = 1
+for _ in range(120):  # bounded: at most about two minutes, whatever happens to the test
+    server.handle_request()
+"""
+
+
+def test_seed_only_run_redirected_elsewhere_is_a_clean_refusal(tmp_path: Path) -> None:
+    """The register endpoint answers 307 to another host: the guard refuses the hop, and the run says
+    so as exit 2 naming the refusal (it was a traceback with exit 1)."""
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", REDIRECTOR], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        profile = tmp_path / "p.yml"
+        profile.write_text(_profile_text())
+        result = loadstack(
+            "run", "--profile", str(profile), "--host", f"http://127.0.0.1:{port}", "--scenario", "seed-only",
+            "--run-id", "bad-seed-redirect", "--results-dir", str(tmp_path / "r"), timeout=120,
+        )  # fmt: skip
+    finally:
+        server.kill()
+        server.wait()
+    output = result.stderr + result.stdout
+    assert result.returncode == 2, output
+    assert "Traceback" not in output, output
+    assert "10.255.255.1" in output and "seed" in output, output
+
+
+FORWARDER = """
+import socket, sys, threading, time
+target = ("127.0.0.1", int(sys.argv[1]))
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(64)
+server.settimeout(1)
+print(server.getsockname()[1], flush=True)
+def pipe(a, b):
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    finally:
+        a.close()
+        b.close()
+deadline = time.monotonic() + 180  # bounded, whatever happens to the test
+while time.monotonic() < deadline:
+    try:
+        client, _ = server.accept()
+    except socket.timeout:
+        continue
+    upstream = socket.create_connection(target)
+    for a, b in ((client, upstream), (upstream, client)):
+        threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+"""
+
+
+def test_demo_answers_503_with_one_line_while_postgres_is_down(tmp_path: Path) -> None:
+    """The demo's PostgreSQL goes away mid-run: requests are 503 and the log has one line, not a 500
+    traceback per request.  "Down" is a forwarder of our own to the shared server, killed: the
+    shared PostgreSQL is never stopped."""
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from loadstack.processes import free_port
+
+    forwarder = subprocess.Popen([sys.executable, "-c", FORWARDER, "5432"], stdout=subprocess.PIPE, text=True)
+    port = free_port()
+    log = tmp_path / "demo.log"
+    assert forwarder.stdout is not None
+    dsn = f"postgresql://postgres@127.0.0.1:{int(forwarder.stdout.readline())}/test"
+    # The real Redis and RabbitMQ (this module points the environment's backends at its listener).
+    backends = {
+        "LOADSTACK_POSTGRES_DSN": dsn,
+        "LOADSTACK_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "LOADSTACK_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672//",
+    }
+    with log.open("w") as sink:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "loadstack", "demo", "serve", "--store", "backend", "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **backends},
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def register(n: int) -> int:
+        body = json.dumps(
+            {"email": f"lt-503-{port}-{n}@example.test", "password": "pw-12345678", "name": "x"}
+        )
+        request = urllib.request.Request(
+            f"{url}/api/v1/auth/register", body.encode(), {"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        for _ in range(300):  # up to 30 s for the demo to start
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                break
+            except OSError:
+                assert demo.poll() is None, log.read_text()
+                time.sleep(0.1)
+        assert register(0) == 201, log.read_text()
+        forwarder.kill()
+        forwarder.wait()
+        statuses = [register(n) for n in range(1, 6)]
+    finally:
+        forwarder.kill()
+        demo.terminate()
+        demo.wait(15)
+    output = log.read_text()
+    assert statuses == [503] * 5, (statuses, output)
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if "unavailable" in line]
+    assert len(lines) == 1 and "503" in lines[0], output
+
+
+# -- every CLI entry point, every flag: a bad value is exit 2 naming it (issue 27, finding 16) ------
+def _entry_points() -> list[tuple[tuple[str, ...], Any]]:
+    """(command words, parser) of every command ``loadstack --help`` lists, subcommands included."""
+    import argparse
+
+    from loadstack.cli import build_parser
+
+    found: list[tuple[tuple[str, ...], Any]] = []
+    stack: list[tuple[tuple[str, ...], argparse.ArgumentParser]] = [((), build_parser())]
+    while stack:
+        words, parser = stack.pop()
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            found.append((words, parser))
+        for sub in subs:
+            stack += [((*words, name), p) for name, p in sub.choices.items()]
+    return sorted(found, key=lambda item: item[0])
+
+
+def _arguments() -> list[tuple[tuple[str, ...], str, Any]]:
+    """(command, how the argument is spelt, its action) for every argument that takes a value."""
+    out = []
+    for words, parser in _entry_points():
+        for action in parser._actions:
+            if action.nargs == 0 or action.dest in ("help", "version") or action.default == "==SUPPRESS==":
+                continue
+            name = (
+                max(action.option_strings, key=len)
+                if action.option_strings
+                else str(action.metavar or action.dest)
+            )
+            out.append((words, name, action))
+    return out
+
+
+ARGUMENTS = _arguments()
+CONTROL = st.sampled_from(["\n", "\r", "\x00", "\x1b[2J", "\t", "\x7f", "\x07"])
+ODD_VALUES = st.one_of(
+    st.sampled_from(["", "-1", "0", "nan", "inf", "-inf", "1e999", "0x10", "1_0", "9" * 5000, "-" + "9" * 5000,
+                     "true", "é", "٣", " 5", "5 ", "a" * 5000, "../x", "/", "*"]),
+    st.text(max_size=12), st.integers(-(10**30), 10**30).map(str), st.floats().map(repr),
+)  # fmt: skip
+
+
+def _rejected(action: Any, value: str) -> bool:
+    """Whether argparse itself refuses ``value`` for ``action`` (its type or its choices)."""
+    import argparse
+
+    try:
+        converted = action.type(value) if action.type is not None else value
+    except (argparse.ArgumentTypeError, TypeError, ValueError):
+        return True
+    return action.choices is not None and converted not in action.choices
+
+
+def _filled(words: tuple[str, ...], parser: Any, name: str, value: str) -> list[str]:
+    """The command with ``value`` for ``name`` and harmless values for the other required arguments."""
+    argv = list(words)
+    for action in parser._actions:
+        if action.option_strings or action.nargs == 0 or action.dest in ("help",):
+            continue
+        spelt = str(action.metavar or action.dest)
+        if spelt == name:
+            argv.append(value)
+        elif action.choices:
+            argv.append(sorted(action.choices)[0])
+        else:
+            argv.append("latest" if "run" in spelt.lower() else "x.yml")
+    if name.startswith("-"):
+        argv.append(f"{name}={value}")
+    return argv
+
+
+@settings(SETTINGS, max_examples=4 * len(ARGUMENTS))
+@given(index=st.integers(0, len(ARGUMENTS) - 1), data=st.data())
+def test_every_argument_of_every_command_refuses_a_bad_value_by_name(
+    listener: Listener, index: int, data: Any
+) -> None:
+    """Control characters anywhere, and whatever the argument's own type or choices refuse: exit 2,
+    the argument named, no traceback, nothing started, nothing sent.  (Values the argument accepts
+    are not drawn: they would run the command.)"""
+    words, name, action = ARGUMENTS[index]
+    parser = dict(_entry_points())[words]
+    control = data.draw(st.tuples(st.text(max_size=4), CONTROL, st.text(max_size=4)).map("".join))
+    odd = data.draw(ODD_VALUES)
+    value = odd if (action.type is not None or action.choices) and _rejected(action, odd) else control
+    argv = _filled(words, parser, name, value)
+    refused("CLI: every argument", listener, argv, name.lstrip("-") if not name.startswith("-") else name)
+
+
+def test_every_entry_point_is_fuzzed() -> None:
+    """The fuzz above covers every command `loadstack --help` lists (a new command joins by itself)."""
+    commands = {words[0] for words, _ in _entry_points()}
+    listed = {"run", "ui", "master", "worker", "check", "stop", "stack", "status", "profile", "chain", "import",
+              "inspect", "report", "compare", "auth", "dashboard", "demo", "k8s"}  # fmt: skip
+    assert listed <= commands
+    assert len(ARGUMENTS) > 80, len(ARGUMENTS)

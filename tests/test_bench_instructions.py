@@ -19,7 +19,11 @@ from bench import harness, instructions
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(instructions.missing() is not None, reason=str(instructions.missing()))
+pytestmark = [
+    pytest.mark.skipif(instructions.missing() is not None, reason=str(instructions.missing())),
+    # Slow: every case runs workloads and servers under valgrind for seconds to minutes.
+    pytest.mark.slow,
+]
 
 SPIN_C = 'void spin(long n) { for (long i = 0; i < n; i++) __asm__ volatile("nop"); }\n'
 SPINS_PER_OP = 2000

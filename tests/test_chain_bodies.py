@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import loadstack, rows_by_name, summary, write_profile
+from tests.helpers import loadstack, loadstack_in_process, rows_by_name, summary, write_profile
 
 UPLOAD = bytes(range(256)) * 8 + b"\r\n--\r\n\r\rend\n"  # CR/LF and a boundary-like line inside the data
 NOTES = "line one\r\nline two — ü\n".encode()
@@ -190,7 +190,7 @@ def test_request_file_problems_are_reported_before_any_load(tmp_path: Path) -> N
         "    await:\n"
         "      http: {method: POST, path: /x, body_file: {path: nowhere.bin}}\n"
     )
-    out = loadstack("chain", "validate", str(chain))
+    out = loadstack_in_process("chain", "validate", str(chain))
     assert out.returncode == 2, out.stdout + out.stderr
     for expected in (
         f"{chain}:7: steps[0].http.body_file.path: '../outside.bin' leaves the chain file's directory",
@@ -207,7 +207,7 @@ def test_one_body_kind_per_request(tmp_path: Path) -> None:
     chain.write_text(
         "name: two\nsteps:\n  - name: a\n    http:\n      path: /x\n      json: {a: 1}\n      form: {b: 2}\n"
     )
-    out = loadstack("chain", "validate", str(chain))
+    out = loadstack_in_process("chain", "validate", str(chain))
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"{chain}:5: steps[0].http: give at most one body" in out.stderr
     assert "found json, form" in out.stderr

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from loadstack.chains.jsonpath import json_get, parse_json_path
 from loadstack.chains.templates import Expression, Template, TemplateError
-from tests.helpers import ROOT, assert_no_orphans, loadstack, write_profile
+from tests.helpers import ROOT, assert_no_orphans, loadstack, loadstack_in_process, write_profile
 
 GOOD_STEPS = """name: t
 seed: customers
@@ -88,7 +92,7 @@ def test_chain_validation_errors(tmp_path: Path, case: str) -> None:
     text, line, field, fragment = BAD[case]
     chain = tmp_path / f"{case}.yml"
     chain.write_text(text)
-    out = loadstack("chain", "validate", str(chain))
+    out = loadstack_in_process("chain", "validate", str(chain))
     assert out.returncode == 2, out.stdout + out.stderr
     expected = f"{chain}:{line}: {field}: " if field else f"{chain}:{line}: "
     assert expected in out.stderr, out.stderr
@@ -150,3 +154,93 @@ def test_json_path() -> None:
         parse_json_path("items.id")
     with pytest.raises(KeyError):
         json_get(doc, parse_json_path("$.items[5]"))
+
+
+# -- chains from any source pass the pre-run checks (issue 27, finding 6) ------------------------
+CHAIN_USERS = str(ROOT / "load-testing/locustfiles/chain_users.py")
+HOOKS = str(ROOT / "load-testing/loadstack/_hooks/loadstack_hooks.py")
+
+# What `loadstack import har` writes for a recorded login: the password is an environment variable.
+RECORDED_LOGIN = """name: recorded
+steps:
+  - name: login
+    http:
+      method: POST
+      path: /api/v1/auth/login
+      json:
+        email: "{{{{ env.{user} }}}}"
+        password: "{{{{ env.{password} }}}}"
+"""
+
+
+def _run_with_chains(tmp_path: Path, run_id: str, env: dict[str, str], **profile: object):
+    path = write_profile(tmp_path / "p.yml", locustfile=CHAIN_USERS, seed={"customers": 5}, **profile)
+    return loadstack(
+        "run", "--profile", str(path), "--run-id", run_id, "--results-dir", str(tmp_path / "r"), env=env
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["missing", "invalid"])
+def test_chains_named_by_the_environment_are_checked_before_any_load(tmp_path: Path, case: str) -> None:
+    """``LOADSTACK_CHAINS`` used to skip the checks: every user died in the worker log and the run
+    passed with 0 requests."""
+    chain = tmp_path / f"{case}.yml"
+    if case == "invalid":
+        chain.write_text(BAD["undefined_variable"][0])
+    run_id = f"envchain-{case}"
+    out = _run_with_chains(tmp_path, run_id, {"LOADSTACK_CHAINS": str(chain)})
+    assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
+    if case == "invalid":
+        assert f"{chain}:10: steps[1]: undefined variable vars.order_id" in out.stderr, out.stderr
+    else:
+        assert "missing.yml: file not found" in out.stderr, out.stderr
+    assert "named by LOADSTACK_CHAINS" in out.stderr
+    assert not (tmp_path / "r" / run_id).exists(), "nothing started, nothing written"
+    assert_no_orphans(run_id, wait=0)
+
+
+def test_plain_locust_checks_chains_named_by_the_environment(tmp_path: Path) -> None:
+    """The same check inside the master, however it is started (here: plain ``locust --headless``)."""
+    chain = tmp_path / "missing.yml"
+    profile = write_profile(tmp_path / "p.yml", locustfile=CHAIN_USERS, seed={"customers": 5})
+    env = {
+        **os.environ,
+        "LOADSTACK_PROFILE": str(profile),
+        "LOADSTACK_RESULTS_DIR": str(tmp_path / "r"),
+        "LOADSTACK_RUN_ID": "envchain-plain",
+        "LOADSTACK_CHAINS": str(chain),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", f"{HOOKS},{CHAIN_USERS}", "--headless", "-u", "1", "-t", "2s",
+         "-H", "http://127.0.0.1:9"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "missing.yml: file not found" in out.stderr and "bad input: nothing was started" in out.stderr
+    assert not (tmp_path / "r" / "envchain-plain").exists()
+
+
+@pytest.mark.parametrize("source", ["profile", "environment"])
+def test_unset_variables_of_an_imported_chain_stop_the_run(tmp_path: Path, source: str) -> None:
+    """A recording's ``{{ env.HAR_… }}`` with the variable unset used to start and fail every
+    iteration (MissingSecret); now the run names each unset variable and starts nothing."""
+    tag = uuid.uuid4().hex[:6].upper()
+    user, password = f"HAR_USERNAME_{tag}", f"HAR_PASSWORD_{tag}"
+    chain = tmp_path / "recorded.yml"
+    chain.write_text(RECORDED_LOGIN.format(user=user, password=password))
+    run_id = f"unset-env-{source}"
+    if source == "profile":
+        out = _run_with_chains(
+            tmp_path, run_id, {user: "someone@example.test"}, chains=[{"path": str(chain)}]
+        )
+    else:
+        out = _run_with_chains(
+            tmp_path, run_id, {"LOADSTACK_CHAINS": str(chain), user: "someone@example.test"}
+        )
+    assert out.returncode == 2, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (
+        f"{chain}:3: steps[0]: environment variable {password} is not set (env.{password})" in out.stderr
+    ), out.stderr
+    assert user not in out.stderr, "a variable that is set is not reported"
+    assert not (tmp_path / "r" / run_id).exists()
+    assert_no_orphans(run_id, wait=0)

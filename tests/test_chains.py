@@ -3,8 +3,8 @@ failures, branching, seed/teardown and the Python API, against the real services
 
 from __future__ import annotations
 
+import os
 import re
-import time
 from pathlib import Path
 
 import psycopg2
@@ -12,8 +12,16 @@ import pytest
 import redis
 
 from loadstack.data.teardown import ended_key, remaining
-from loadstack.inspect.rabbitmq import QueueInspector
-from tests.helpers import ROOT, assert_no_orphans, loadstack, rows_by_name, summary, write_profile
+from loadstack.settings import Settings
+from tests.helpers import (
+    ROOT,
+    assert_no_orphans,
+    loadstack,
+    private_vhost,
+    rows_by_name,
+    summary,
+    write_profile,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -82,15 +90,12 @@ def test_flagship_chain_distributed(tmp_path: Path) -> None:
 
 
 def test_consistency_failure_is_detected_without_the_consumer(tmp_path: Path) -> None:
-    # The previous test's consumer may still be closing its channel: give it a few seconds.
-    deadline = time.monotonic() + 15
-    while True:
-        with QueueInspector() as inspector:
-            consumers = inspector.info("demo.orders").consumers
-        if consumers == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert consumers == 0, "another demo consumer is attached to demo.orders; stop it first"
+    # A vhost of its own: no demo consumer of another test is on its demo.orders queue.
+    with private_vhost("lt-noconsumer") as vhost:
+        _consistency_failure_without_the_consumer(tmp_path, f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+
+
+def _consistency_failure_without_the_consumer(tmp_path: Path, amqp_url: str) -> None:
     text = (CHAINS / "order_pipeline.yml").read_text().replace("timeout: 10s", "timeout: 2s")
     chain = tmp_path / "order_pipeline.yml"
     chain.write_text(text)
@@ -104,7 +109,7 @@ def test_consistency_failure_is_detected_without_the_consumer(tmp_path: Path) ->
         run_id,
         "--results-dir",
         str(tmp_path),
-        env={"LOADSTACK_DEMO_CONSUMER": "0"},
+        env={"LOADSTACK_DEMO_CONSUMER": "0", "LOADSTACK_AMQP_URL": amqp_url},
     )
     assert out.returncode == 1, out.stdout + out.stderr
     doc = summary(tmp_path, run_id)
@@ -120,7 +125,8 @@ def test_consistency_failure_is_detected_without_the_consumer(tmp_path: Path) ->
     assert "last.value.status == 'processed'" in messages[0]
     # Teardown leaves the shared demo.orders alone (its live consumers keep seeing every message) and
     # marks the run ended: the platform's consumer drops this run's events when it gets to them.
-    assert remaining(run_id, shared_queues=["demo.orders"])["rabbitmq"]["messages"] > 0
+    config = Settings.load({**os.environ, "LOADSTACK_AMQP_URL": amqp_url})
+    assert remaining(run_id, config, shared_queues=["demo.orders"])["rabbitmq"]["messages"] > 0
     assert redis.Redis.from_url("redis://127.0.0.1:6379/0").exists(ended_key(run_id))
     assert_clean(run_id)
 

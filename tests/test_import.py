@@ -17,7 +17,7 @@ import yaml
 
 from loadstack_demo.process import demo_platform
 from tests.har_recording import record
-from tests.helpers import LOCUSTFILES, loadstack, rows_by_name, summary, write_profile
+from tests.helpers import LOCUSTFILES, loadstack, loadstack_in_process, rows_by_name, summary, write_profile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "demo-session.har"
 OAUTH = {"LOADSTACK_DEMO_OAUTH_CLIENT_SECRET": "cs-import-test-0b6d", "LOADSTACK_DEMO_OAUTH_CLIENT_ID": "imp"}
@@ -128,7 +128,7 @@ def test_checked_in_recording_correlates_ids_and_tokens(tmp_path: Path) -> None:
     thinks = [s["think"] for s in chain["steps"] if "think" in s]
     assert thinks and all(float(t.rstrip("s")) <= 0.2 for t in thinks), thinks
     assert steps["post_orders"]["expect"] == {"status": 201}
-    validated = loadstack("chain", "validate", str(out))
+    validated = loadstack_in_process("chain", "validate", str(out))
     assert validated.returncode == 0, validated.stderr
 
 

@@ -301,6 +301,8 @@ def _alias_bomb(width: int) -> bytes:
          "log.entries[0].time: expected a number"),
         ("har", "binary.har", "\udcff\udcfe\x00", "not UTF-8 text (byte offset 0"),
         ("openapi", "paths.json", json.dumps({**BASE_OPENAPI, "paths": []}), "paths: expected an object, got a list"),
+        ("openapi", "no-methods.json", json.dumps({**BASE_OPENAPI, "paths": {"/a": {"options": {}, "head": {}, "trace": {}}}}),
+         "nothing to import: no GET, POST, PUT, PATCH, DELETE operation"),
         ("openapi", "loop.json", json.dumps(_put(BASE_OPENAPI, ("components", "schemas"), LOOP | {"Cart": {"$ref": "#/components/schemas/A"}})),
          "loops"),
     ],
@@ -459,5 +461,148 @@ def test_odd_openapi_schemas_import_or_are_refused_never_crash(
         text = (folder / name).read_text()
         if fmt == "chain":
             ChainSpec.model_validate(yaml.safe_load(text))  # the chain schema (no Locust import needed)
+        else:
+            compile(text, name, "exec")
+
+
+# -- recorded and documented secrets never reach generated files (issue 27, finding 9) -------------
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsdC1zZWNyZXQtdXNlciJ9.Q2FuYXJ5U2lnbmF0dXJlVmFsdWU"
+
+
+def _har_entry(
+    method: str, url: str, headers: dict[str, str], mime: str | None = None, text: str | None = None
+) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "method": method, "url": url, "headers": [{"name": k, "value": v} for k, v in headers.items()], "cookies": [],
+    }  # fmt: skip
+    if mime is not None:
+        request["postData"] = {"mimeType": mime, "text": text}
+    response = {
+        "status": 200,
+        "headers": [],
+        "cookies": [],
+        "content": {"mimeType": "application/json", "text": "{}"},
+    }
+    return {
+        "startedDateTime": "2026-11-22T04:04:58.000Z",
+        "time": 5,
+        "request": request,
+        "response": response,
+    }
+
+
+def _har_case(case: str) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(HAR, the secrets that must not appear, recorded text around them that must stay)."""
+    url = "http://127.0.0.1:8000"
+    if case == "text_plain_body":
+        entry = _har_entry(
+            "POST", f"{url}/api/v1/notes", {}, "text/plain", "ticket: password=Canary-Pw-0001 please"
+        )
+        return {"log": {"entries": [entry]}}, ["Canary-Pw-0001"], ["ticket: password=", "please"]
+    if case == "graphql_json_string":
+        query = 'mutation { login(email: "a@b.test", password: "Canary-Pw-0002") { token } }'
+        entry = _har_entry("POST", f"{url}/graphql", {}, "application/json", json.dumps({"query": query}))
+        return {"log": {"entries": [entry]}}, ["Canary-Pw-0002"], ["mutation { login(", ") { token } }"]
+    if case == "jwt_in_a_plain_header":
+        entry = _har_entry("GET", f"{url}/api/v1/things", {"X-Debug-Context": f"bearer {JWT}"})
+        return {"log": {"entries": [entry]}}, [JWT, JWT.split(".")[2]], ["X-Debug-Context"]
+    if case == "jwt_in_the_path":
+        entry = _har_entry("GET", f"{url}/api/v1/reset/{JWT}", {})
+        return {"log": {"entries": [entry]}}, [JWT, JWT.split(".")[2]], ["/api/v1/reset/"]
+    if case == "dsn_in_a_query_value":
+        entry = _har_entry("GET", f"{url}/api/v1/check?target=postgresql://app:Canary-Pw-0005@db/app", {})
+        return {"log": {"entries": [entry]}}, ["Canary-Pw-0005"], ["target"]
+    if case == "password_in_a_large_text_body":  # over 64 KB: written to files/, masked there
+        text = "x" * 70_000 + " password=Canary-Pw-0006 " + "y" * 10
+        entry = _har_entry("POST", f"{url}/api/v1/bulk", {}, "text/plain", text)
+        return {"log": {"entries": [entry]}}, ["Canary-Pw-0006"], ["files/"]  # masked in the file
+    raise AssertionError(case)
+
+
+def _openapi_case(case: str) -> tuple[dict[str, Any], list[str], list[str]]:
+    ok = {"200": {"description": "ok"}}
+    doc: dict[str, Any] = {"openapi": "3.0.3", "info": {"title": "Keys", "version": "1"}, "paths": {}}
+    if case == "api_key_parameter_example":
+        param = {
+            "name": "api_key",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string"},
+            "example": "Canary-Key-0101",
+        }
+        doc["paths"]["/things"] = {"get": {"parameters": [param], "responses": ok}}
+        return doc, ["Canary-Key-0101"], ["/things"]
+    if case == "x_api_key_header_example":
+        param = {
+            "name": "X-API-Key",
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string", "example": "Canary-Key-0102"},
+        }
+        doc["paths"]["/things"] = {"get": {"parameters": [param], "responses": ok}}
+        return doc, ["Canary-Key-0102"], ["X-API-Key"]
+    if case == "password_in_a_body_example":
+        media = {"schema": {"type": "object"}, "example": {"email": "a@b.test", "password": "Canary-Pw-0103"}}
+        doc["paths"]["/login"] = {
+            "post": {"requestBody": {"content": {"application/json": media}}, "responses": ok}
+        }
+        return doc, ["Canary-Pw-0103"], ["a@b.test"]
+    if case == "password_in_a_form_schema_example":
+        schema = {"type": "object", "required": ["user", "password"],
+                  "properties": {"user": {"type": "string"}, "password": {"type": "string", "example": "Canary-Pw-0104"}}}  # fmt: skip
+        media = {"application/x-www-form-urlencoded": {"schema": schema}}
+        doc["paths"]["/login"] = {"post": {"requestBody": {"content": media}, "responses": ok}}
+        return doc, ["Canary-Pw-0104"], ["/login"]
+    if case == "token_inside_a_text_example":
+        param = {
+            "name": "note",
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string"},
+            "example": "token=Canary-Tok-0105",
+        }
+        doc["paths"]["/things"] = {"get": {"parameters": [param], "responses": ok}}
+        return doc, ["Canary-Tok-0105"], ["note"]
+    raise AssertionError(case)
+
+
+SECRET_CASES = [
+    *(("har", c) for c in ("text_plain_body", "graphql_json_string", "jwt_in_a_plain_header", "jwt_in_the_path",
+                           "dsn_in_a_query_value", "password_in_a_large_text_body")),
+    *(("openapi", c) for c in ("api_key_parameter_example", "x_api_key_header_example", "password_in_a_body_example",
+                               "password_in_a_form_schema_example", "token_inside_a_text_example")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "case"), SECRET_CASES, ids=[c for _, c in SECRET_CASES])
+def test_secrets_never_reach_generated_files(tmp_path: Path, kind: str, case: str) -> None:
+    """Whatever the masker calls a secret is read from the environment in the chain and the locustfile
+    (a {{ env.X }} reference / secret('X')), never written: not in the files, not in files/, not on the
+    console.  The text around it is kept as recorded."""
+    doc, secrets, kept = _har_case(case) if kind == "har" else _openapi_case(case)
+    source = tmp_path / ("in.har" if kind == "har" else "in.json")
+    source.write_text(json.dumps(doc))
+    for fmt, name in (("chain", "out.yml"), ("locustfile", "out_users.py")):
+        result = loadstack(
+            "import", kind, str(source), "--format", fmt, "-o", str(tmp_path / name), "--force"
+        )
+        assert result.returncode == 0, result.stderr
+        text = (tmp_path / name).read_text()
+        written = [text, result.stdout, result.stderr]
+        written += [
+            p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("files/**/*") if p.is_file()
+        ]
+        for secret in secrets:
+            assert not any(secret in w for w in written), (secret, fmt, text)
+        for literal in kept:  # YAML may fold a long line where the text had a space
+            assert literal in " ".join(text.split()), (literal, text)
+        if case == "password_in_a_large_text_body":  # a file cannot read the environment: masked, and said
+            assert "secrets in file bodies were masked" in result.stderr, result.stderr
+            continue
+        assert ("{{ env." if fmt == "chain" else "secret('") in text, text
+        assert "environment variables" in result.stderr, result.stderr
+        if fmt == "chain":
+            ChainSpec.model_validate(yaml.safe_load(text))
         else:
             compile(text, name, "exec")

@@ -120,11 +120,27 @@ def test_empty_and_missing_queues(channel: amqp.Channel) -> None:
     channel.queue_delete(queue)
 
 
+def _publish_confirmed(channel: amqp.Channel, queue: str, count: int) -> None:
+    """Publish ``count`` messages and return once the broker has stored them (publisher confirms),
+    instead of sleeping a fixed time that a busy machine could outlast."""
+    confirmed = channel.connection.channel()
+    confirmed.confirm_select()
+    try:
+        for seq in range(count):
+            _publish(confirmed, queue, seq)
+    finally:
+        confirmed.close()
+
+
+# Slow: each `loadstack inspect` starts a Python process and a rabbitmqctl (an Erlang VM).
+@pytest.mark.slow
 def test_quorum_queue_is_refused_unless_allowed(channel: amqp.Channel) -> None:
     queue = _queue(channel, "quorum")
-    for seq in range(3):
-        _publish(channel, queue, seq)
-    time.sleep(0.5)
+    _publish_confirmed(channel, queue, 3)
+    for _ in range(600):  # the depth a passive declare reports follows the commit: wait for it
+        if channel.queue_declare(queue, passive=True).message_count == 3:
+            break
+        time.sleep(0.1)
     try:
         with QueueInspector() as inspector:
             with pytest.raises(InspectError, match="delivery-limit"):
@@ -141,9 +157,7 @@ def test_quorum_queue_is_refused_unless_allowed(channel: amqp.Channel) -> None:
 def test_stream_is_read_by_offset_without_consuming(channel: amqp.Channel) -> None:
     queue = _queue(channel, "stream")
     try:
-        for seq in range(6):
-            _publish(channel, queue, seq)
-        time.sleep(0.5)
+        _publish_confirmed(channel, queue, 6)
         with QueueInspector() as inspector:
             first = inspector.peek(queue, 4)
             again = inspector.peek(queue, 4)
@@ -155,6 +169,8 @@ def test_stream_is_read_by_offset_without_consuming(channel: amqp.Channel) -> No
         channel.queue_delete(queue)
 
 
+# Slow: each `loadstack inspect` starts a Python process and a rabbitmqctl (an Erlang VM).
+@pytest.mark.slow
 def test_rabbitmq_cli_output_and_errors(channel: amqp.Channel) -> None:
     queue = _queue(channel)
     _publish(channel, queue, 1)
@@ -206,11 +222,12 @@ def _snapshot(r: redis.Redis, prefix: str) -> dict[bytes, tuple[bytes, int, int]
 
 def test_redis_inspection_changes_nothing(keyspace: tuple[redis.Redis, str]) -> None:
     r, prefix = keyspace
-    before = _snapshot(r, prefix)
+    # The TTLs may drop by the time between the two snapshots, no more: that time brackets them
+    # (plus 1 ms of PTTL rounding), however slow the machine.
     t0 = time.monotonic()
+    before = _snapshot(r, prefix)
     # Values are previewed only with --allow-touch on a Redis without CLIENT NO-TOUCH (< 7.2).
     out = loadstack("inspect", "redis", f"{prefix}:*", "--json", "--allow-touch")
-    elapsed_ms = (time.monotonic() - t0) * 1000 + 50
     assert out.returncode == 0, out.stderr
     reports = {item["key"]: item for item in json.loads(out.stdout)}
     assert {item["type"] for item in reports.values()} == {"string", "hash", "list", "set", "zset", "stream"}
@@ -219,6 +236,7 @@ def test_redis_inspection_changes_nothing(keyspace: tuple[redis.Redis, str]) -> 
     assert 0 < reports[f"{prefix}:str:ttl"]["ttl_ms"] <= 600_000
     assert len(reports[f"{prefix}:str:ttl"]["preview"]) == 256
     after = _snapshot(r, prefix)
+    elapsed_ms = (time.monotonic() - t0) * 1000 + 1
     assert after.keys() == before.keys()
     for key, (dump, pttl, expire_at) in before.items():
         dump2, pttl2, expire_at2 = after[key]
@@ -283,7 +301,10 @@ def _touch_clock(r: redis.Redis, keys: list[str], lfu: bool) -> dict[str, int]:
 def test_redis_inspection_leaves_lru_and_lfu_alone(policy: str) -> None:
     """Idle time and LFU counters are unchanged by a default inspection, on any Redis version."""
     lfu = policy.endswith("lfu")
-    server = PrivateRedis(free_port(), "--maxmemory-policy", policy)
+    # No LFU decay: a counter decays by one each time the minute clock ticks over, so a test
+    # window that spans a minute boundary (likelier the slower the machine) would see it drop.
+    # Without decay, only an access changes it, and an access always raises it from its start value.
+    server = PrivateRedis(free_port(), "--maxmemory-policy", policy, "--lfu-decay-time", "0")
     server.start()
     try:
         r = redis.Redis(port=server.port)
@@ -328,3 +349,37 @@ def test_redis_inspection_masks_secrets_and_escapes_key_names(keyspace: tuple[re
     assert out.returncode == 0, out.stderr
     assert "opaque-session-cookie-value" not in out.stdout and "Pg-Hidden-77" not in out.stdout
     assert "\x1b" not in out.stdout and "\x07" not in out.stdout and "\\x1b]0;pwned\\x07" in out.stdout
+
+
+@pytest.mark.parametrize("flags", [[], ["--allow-touch"], ["--allow-touch", "--json"]])
+def test_redis_inspection_never_shows_secret_keys(flags: list[str]) -> None:
+    """jwt:*, csrf:*, cookie:*, PHPSESSID:* (and secret fields of a hash) are masked whatever the flags:
+    --allow-touch used to show them (issue 27, finding 10)."""
+    r = redis.Redis()
+    tag = f"lt-sec-{uuid.uuid4().hex[:8]}"
+    values = {
+        f"jwt:{tag}": "eyJhbGciOiJub25lIn0-jwt-value-1",
+        f"csrf:{tag}": "csrf-value-2-Kq81",
+        f"cookie:{tag}": "cookie-value-3-Zp44",
+        f"PHPSESSID:{tag}": "phpsessid-value-4-Wy09",
+        f"xsrf:{tag}": "xsrf-value-5-Lm27",
+    }
+    try:
+        for key, value in values.items():
+            r.set(key, value)
+        r.hset(
+            f"user:{tag}",
+            mapping={"name": "Ada", "password": "hash-value-6-Rt55", "csrf_token": "csrf-value-7"},
+        )
+        r.set(f"plain:{tag}", "plain-value-visible")
+        out = loadstack("inspect", "redis", f"*:{tag}", *flags)
+        assert out.returncode == 0, out.stderr
+        shown = out.stdout + out.stderr
+        for key in values:
+            assert key in shown, shown
+        for secret in [*values.values(), "hash-value-6-Rt55", "csrf-value-7"]:
+            assert secret not in shown, (secret, shown)
+        if "--allow-touch" in flags:  # the rest is still previewed: only secrets are hidden
+            assert "plain-value-visible" in shown and "Ada" in shown, shown
+    finally:
+        r.delete(*values, f"user:{tag}", f"plain:{tag}")

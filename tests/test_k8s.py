@@ -135,6 +135,28 @@ def test_pods_are_wired_as_documented(overlay: str) -> None:
                         )
 
 
+@pytest.mark.parametrize("overlay", ["default", "servicemonitor", "with-backends"])
+def test_where_clusters_differ_the_manifests_take_the_portable_form(overlay: str) -> None:
+    """Every Service port names its protocol (server-side apply refuses one without it on 1.20,
+    tests/k8s applies them there); the worker HPA is autoscaling/v2 (Kubernetes >= 1.23); the master
+    waits for its target instead of failing the run's first seconds (the target starts beside it)."""
+    docs, _ = rendered(overlay=overlay, host="http://target:8000", components=["worker-hpa"])
+    for service in (d for d in docs if d["kind"] == "Service"):
+        for port in service["spec"]["ports"]:
+            assert port.get("protocol") == "TCP", f"Service/{service['metadata']['name']} port {port['name']}"
+    hpa = one(docs, "HorizontalPodAutoscaler", "loadstack-worker")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    run = one(docs, "ConfigMap", k8s.RUN_CONFIGMAP)["data"]
+    wait = settings.Settings.load(
+        {
+            "LOADSTACK_TARGET_WAIT": run["LOADSTACK_TARGET_WAIT"],
+            "LOADSTACK_TARGET_HEALTH_PATH": run["LOADSTACK_TARGET_HEALTH_PATH"],
+        }
+    )
+    assert wait.target_wait == 300 and wait.target_health_path == "/health"
+    assert not any(pod_spec(d).get("initContainers") for d in docs if d["kind"] in ("Job", "Deployment"))
+
+
 @pytest.mark.parametrize("overlay", ["default", "with-backends"])
 def test_pod_commands_are_real_cli_command_lines(overlay: str) -> None:
     """The rendered Job/Deployment commands, expanded like the kubelet does, parse with the real CLI."""
@@ -228,6 +250,7 @@ def test_render_gives_each_run_its_own_id_and_honours_the_opt_in() -> None:
         (["--host", "http://127.0.0.1:8000", "--overlay", "nope"], "no such overlay"),
         (["--host", "http://127.0.0.1:8000", "--component", "nope"], "no such component"),
         (["--host", "http://127.0.0.1:8000", "--run-id", "a b"], "invalid run id"),
+        (["--host", "http://app:pw@127.0.0.1:8000"], "credentials in the target URL"),
     ],
 )
 def test_render_refuses_bad_input(args: list[str], message: str) -> None:
@@ -248,6 +271,14 @@ def test_render_cli_prints_the_manifests() -> None:
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     validate(docs)
     assert one(docs, "Deployment", "loadstack-worker")["spec"]["replicas"] == 3
+    # The files in the ConfigMaps are the files, byte for byte: the CLI's output masker once turned
+    # `self.password = uuid.uuid4().hex` into `***` there, and the pods failed on a SyntaxError.
+    for cm, folder in (
+        ("loadstack-locustfiles", "load-testing/locustfiles"),
+        ("loadstack-profiles", "profiles"),
+    ):
+        for key, text in one(docs, "ConfigMap", cm)["data"].items():
+            assert text == (ROOT / folder / key).read_text(), f"{cm}/{key} differs from {folder}/{key}"
 
 
 def test_content_generators_list_every_file() -> None:
@@ -429,3 +460,20 @@ def test_fetch_refuses_a_bad_run_id_before_calling_kubectl(tmp_path: Path) -> No
     out = loadstack("k8s", "fetch", "../etc", env=env, timeout=60)
     assert out.returncode == 2 and "invalid run id" in out.stderr
     assert not log.exists()
+
+
+def test_profile_paths_stay_as_the_pod_sees_them_in_configmap_volumes(tmp_path: Path) -> None:
+    """A ConfigMap volume: every file a symlink through ..data into a timestamped folder, named
+    differently in every pod.  The chain paths the master sends its workers must not point into it."""
+    from loadstack.profiles import resolve_locustfile
+
+    for folder, stamp, name in (
+        ("profiles", "..2026_01_01_00_00_00.1", "p.yml"),
+        ("chains", "..2026_01_01_00_00_00.2", "c.yml"),
+    ):
+        (tmp_path / folder / stamp).mkdir(parents=True)
+        (tmp_path / folder / stamp / name).write_text("x: 1\n")
+        (tmp_path / folder / "..data").symlink_to(stamp)
+        (tmp_path / folder / name).symlink_to(f"..data/{name}")
+    resolved = resolve_locustfile("../chains/c.yml", tmp_path / "profiles" / "p.yml")
+    assert resolved == tmp_path / "chains" / "c.yml" and resolved.is_file()

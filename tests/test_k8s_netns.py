@@ -63,7 +63,7 @@ while time.monotonic() < until:
 """
 WAIT_HTTP = (
     "import sys, time, urllib.request\n"
-    "deadline = time.monotonic() + 30\n"
+    "deadline = time.monotonic() + 240\n"  # readiness, however slow the machine
     "while True:\n"
     "    try:\n"
     "        urllib.request.urlopen(sys.argv[1], timeout=1); break\n"
@@ -205,7 +205,7 @@ def demo(topology: Topology, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     try:
         ok = subprocess.run(
-            topology.exec(topology.master_ns, [sys.executable, "-c", WAIT_HTTP, f"{url}/health"]), timeout=40
+            topology.exec(topology.master_ns, [sys.executable, "-c", WAIT_HTTP, f"{url}/health"]), timeout=300
         )
         assert ok.returncode == 0, "demo platform did not answer: " + "\n".join(p.children[0].tail)
         yield url
@@ -239,6 +239,8 @@ def launch_for(topo: Topology, demo_url: str, profile: Path, results: Path, run_
     worker = replace_flag(argv(docs, worker_c), "--master-host", topo.master_ip)
     worker = replace_flag(worker, "--profile", str(profile))
     extra = {"LOADSTACK_RESULTS_DIR": str(results), "PYTHONUNBUFFERED": "1"}  # the image sets these
+    # ... and the suite's generator verdict (tests/conftest.py): these runs share the machine.
+    extra["LOADSTACK_GENERATOR_SATURATED"] = os.environ.get("LOADSTACK_GENERATOR_SATURATED", "fail")
     return Launch(
         # `loadstack` is this venv's `python -m loadstack`; --allow-remote: the opt-in, explicitly.
         master=[sys.executable, "-m", "loadstack", *master[1:], "--allow-remote"],
@@ -366,7 +368,7 @@ def test_three_workers_in_their_own_namespaces_run_a_passing_test(
             peers.update(line.split()[-1].rsplit(":", 1)[0] for line in out.splitlines() if line.strip())
             return len(peers) >= WORKERS
 
-        assert wait_until(three, timeout=90, interval=0.5), (peers, "\n".join(master.tail))
+        assert wait_until(three, timeout=300, interval=0.5), (peers, "\n".join(master.tail))
 
     r = run(topology, procs, launch, results, run_id, during=connections)
     assert r.code == 0, r.output[-4000:]
@@ -427,7 +429,7 @@ def test_a_killed_worker_is_reported_missing_and_the_run_completes(
         def all_running() -> bool:
             return "All users spawned" in master.log_path.read_text()
 
-        assert wait_until(all_running, timeout=90, interval=0.2), "\n".join(master.tail)
+        assert wait_until(all_running, timeout=300, interval=0.2), "\n".join(master.tail)
         time.sleep(2)
 
         def probe(i: int) -> int:
@@ -436,16 +438,16 @@ def test_a_killed_worker_is_reported_missing_and_the_run_completes(
         probes["before_kill_w2"] = probe(2)
         killed["wall"], killed["mono"] = time.time(), time.monotonic()
         workers[1].send_signal(signal.SIGKILL)  # a pod lost without a goodbye
-        assert workers[1].wait(10) is not None
+        assert workers[1].wait(120) is not None
         probes["after_kill_w2"] = probe(2)
         probes["after_kill_w1"] = probe(1)
         # Then a worker stopped the normal way (scale-down, rollout: SIGTERM) says goodbye.
         assert wait_until(
-            lambda: "setting state to missing" in master.log_path.read_text(), timeout=30, interval=0.2
+            lambda: "setting state to missing" in master.log_path.read_text(), timeout=300, interval=0.2
         )
         stopped["wall"] = time.time()
         workers[2].send_signal(signal.SIGTERM)
-        assert workers[2].wait(20) is not None
+        assert workers[2].wait(120) is not None
 
     r = run(topology, procs, launch, results, run_id, during=kill_one)
     # The run completes, with a passing verdict, on the remaining workers.

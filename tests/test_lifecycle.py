@@ -31,6 +31,9 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _profile(tmp_path: Path, name: str, thresholds: list[dict], **fields: object) -> Path:
+    # The demo is an existing platform here (--host): it declares where the run's rows go, so
+    # teardown removes the accounts the users registered and the shared database stays clean.
+    fields.setdefault("teardown", {"tables": ["demo_users", "demo_orders", "demo_payments"]})
     return write_profile(
         tmp_path / f"{name}.yml",
         locustfile=HTTP_USERS,
@@ -145,7 +148,15 @@ def _count(query: str, *args: object) -> int:
 @pytest.mark.slow
 def test_seed_and_teardown_run_once_per_run_on_the_master(tmp_path: Path) -> None:
     run_id = "seed-once"
-    profile = _profile(tmp_path, "seeded", REACHABLE, seed={"customers": 30}, run_time="8s")
+    # An existing platform (--host) says where it stores the run's rows: teardown touches only those.
+    profile = _profile(
+        tmp_path,
+        "seeded",
+        REACHABLE,
+        seed={"customers": 30},
+        run_time="8s",
+        teardown={"tables": ["demo_users", "demo_orders", "demo_payments"]},
+    )
     with demo_platform(store="backend") as url:
         kept = loadstack(
             "run", "--profile", str(profile), "--host", url, "--workers", "2", "--run-id", run_id,

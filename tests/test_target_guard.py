@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from loadstack import safety
-from tests.helpers import LOCUSTFILES, ROOT, write_profile
+from tests.helpers import ROOT, loadstack, one_chain_profile, write_profile
 
 ELSEWHERE = "198.18.200.2"
 PORT = 7000
@@ -48,14 +48,19 @@ ALLOWED = [
     "http://127.0.0.1:8000/",
     "http://localhost/",
     "http://[::1]:8000/",
-    "http://target:8000/",
     "postgresql://postgres@127.0.0.1:5432/test",
     "host=127.0.0.1 dbname=test",
     "host=/var/run/postgresql dbname=test",
     "dbname=test",
-    "amqp://guest:guest@127.0.0.1:5672//;amqp://guest:guest@rabbitmq:5672//",
+    "amqp://guest:guest@127.0.0.1:5672//;amqp://guest:guest@localhost:5672//",
     "redis://127.0.0.1:6379/0",
+]
+# Service names of the compose stack: allowed only where the resolver sends them (see below).
+COMPOSE_NAMED = [
+    "http://target:8000/",
+    "amqp://guest:guest@127.0.0.1:5672//;amqp://guest:guest@rabbitmq:5672//",
     "redis://redis:6379/0?socket_timeout=3",
+    "postgresql://u@postgres:5432/db",
 ]
 
 
@@ -71,6 +76,114 @@ def test_guard_refuses_what_the_client_would_send_elsewhere(name: str) -> None:
 @pytest.mark.parametrize("url", ALLOWED)
 def test_guard_allows_local_targets(url: str) -> None:
     safety.check_target(url, allow_remote=False, environ={})
+
+
+@pytest.fixture
+def stack_subnet(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This process's settings with the compose network of docker-compose.yml recorded."""
+    from loadstack import settings
+
+    monkeypatch.setenv("LOADSTACK_STACK_SUBNET", "10.213.77.0/24")
+    settings.refresh()
+    yield "10.213.77.0/24"
+    monkeypatch.delenv("LOADSTACK_STACK_SUBNET")
+    settings.refresh()
+
+
+def _resolving_to(monkeypatch: pytest.MonkeyPatch, address: str | None) -> None:
+    import socket
+
+    found = [] if address is None else [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+    monkeypatch.setattr(safety, "resolve", lambda host, port=None: found)
+
+
+@pytest.mark.parametrize("url", COMPOSE_NAMED)
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.213.77.5", None])
+def test_a_compose_service_name_is_allowed_where_it_resolves_into_the_stack(
+    url: str, address: str, stack_subnet: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # None: the name resolves nowhere here (the host side of a compose run), so nothing can reach it
+    # from here; where it is dialled, the resolved address is checked (the tests below).
+    _resolving_to(monkeypatch, address)
+    safety.check_target(url, allow_remote=False, environ={})
+
+
+@pytest.mark.parametrize("url", COMPOSE_NAMED)
+@pytest.mark.parametrize("address", [ELSEWHERE, "10.213.78.5"])
+def test_a_compose_service_name_resolved_elsewhere_is_refused(
+    url: str, address: str | None, stack_subnet: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hosts entry or a DNS search domain decides where `target` goes, not the name.
+    _resolving_to(monkeypatch, address)
+    with pytest.raises(safety.RemoteTargetError, match="refusing to send load"):
+        safety.check_target(url, allow_remote=False, environ={})
+
+
+def test_without_a_compose_network_only_loopback_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    _resolving_to(monkeypatch, "10.213.77.5")
+    with pytest.raises(safety.RemoteTargetError):
+        safety.check_target("http://target:8000/", allow_remote=False)
+    _resolving_to(monkeypatch, "127.0.0.1")
+    safety.check_target("http://target:8000/", allow_remote=False)
+
+
+@pytest.mark.parametrize("subnet", ["0.0.0.0/0", "8.8.0.0/16", "::/0"])
+def test_a_public_stack_subnet_is_bad_input(subnet: str) -> None:
+    """Every address of the stack's network passes the guard: a public one would turn it off."""
+    out = loadstack("profile", "show", "smoke", env={"LOADSTACK_STACK_SUBNET": subnet})
+    assert out.returncode == 2 and "LOADSTACK_STACK_SUBNET" in out.stderr, out.stdout + out.stderr
+    assert "not a private network" in out.stderr and "Traceback" not in out.stderr
+
+
+class _NoDial:
+    """A socket that fails the test if anything connects it."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def settimeout(self, timeout: object) -> None:
+        pass
+
+    def connect(self, address: object) -> None:
+        raise AssertionError(f"dialled {address}")
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_egress_point_checks_the_resolved_address_before_dialling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A name the guard allows (here `localhost`) but the resolver sends elsewhere at dial time.
+    _resolving_to(monkeypatch, ELSEWHERE)
+    monkeypatch.setattr(safety.socket, "socket", _NoDial)
+    with pytest.raises(safety.RemoteTargetError, match=ELSEWHERE):
+        safety.connect("localhost", 80, timeout=1, allow_remote=False, what="URL", shown="http://localhost/")
+
+
+def test_the_users_connection_pool_checks_the_address_it_dials() -> None:
+    from geventhttpclient.connectionpool import ConnectionPool
+
+    import loadstack.users.http  # noqa: F401  (installs the pool's check)
+
+    pool = ConnectionPool("localhost", 80, "localhost", 80)
+    with pytest.raises(safety.TargetRefused, match=ELSEWHERE):
+        pool._connect_socket(_NoDial(), (ELSEWHERE, 80))
+
+
+def test_a_named_proxy_is_checked_before_a_websocket_dials_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loadstack import settings
+    from loadstack.users.websocket import open_websocket
+
+    monkeypatch.setenv("LOADSTACK_ALLOW_PROXY", f"http://{AWAY}")
+    settings.refresh()
+    monkeypatch.setattr(safety.socket, "socket", _NoDial)
+    try:
+        with pytest.raises(safety.RemoteTargetError, match="proxy"):
+            open_websocket("ws://127.0.0.1:9/ws", headers={}, timeout=1, allow_remote=False)
+    finally:
+        monkeypatch.delenv("LOADSTACK_ALLOW_PROXY")
+        settings.refresh()
 
 
 @pytest.mark.parametrize("variable", ["PGHOST", "PGHOSTADDR"])
@@ -201,9 +314,10 @@ def elsewhere(tmp_path: Path) -> Iterator[Elsewhere]:
                 "600",
             ]
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120  # readiness, however slow the machine
         while not counter.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert counter.exists(), "the stand-in listener did not start"
         yield Elsewhere(ns, counter, tmp_path)
     finally:
         if listener is not None:
@@ -291,15 +405,7 @@ steps:
 def test_paths_captures_and_redirects_cannot_send_load_elsewhere(elsewhere: Elsewhere) -> None:
     chain = elsewhere.tmp / "escape.yml"
     chain.write_text(CHAIN.format(away=AWAY))
-    profile = write_profile(
-        elsewhere.tmp / "escape-profile.yml",
-        locustfile=str(LOCUSTFILES / "chain_users.py"),
-        user_classes={"ConfiguredChainUser": 1},
-        chains=[{"path": str(chain)}],
-        users=1,
-        run_time="6s",
-        wait_time={"min": 0.2, "max": 0.4},
-    )
+    profile = one_chain_profile(elsewhere.tmp / "escape-profile.yml", chain)
     guarded = elsewhere.loadstack("run", "--profile", str(profile), "--run-id", "escape", "--workers", "1")
     assert guarded.returncode == 1, guarded.stdout[-3000:] + guarded.stderr[-2000:]
     assert elsewhere.connections() == 0, "a request left the target"

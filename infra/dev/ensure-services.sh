@@ -10,7 +10,7 @@ log() { printf 'services: %s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {
   local port=$1 name=$2
-  for _ in $(seq 1 120); do port_open "$port" && return 0; sleep 0.5; done
+  for _ in $(seq 1 600); do port_open "$port" && return 0; sleep 0.5; done  # readiness: up to 5 min
   log "$name did not come up on 127.0.0.1:$port"; return 1
 }
 can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }

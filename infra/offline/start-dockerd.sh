@@ -23,7 +23,8 @@ fi
 log=${LOADSTACK_DOCKERD_LOG:-/tmp/loadstack-dockerd.log}
 nohup dockerd >"$log" 2>&1 &
 echo $! > /tmp/loadstack-dockerd.pid
-for _ in $(seq 1 60); do
+# Wait for readiness while dockerd lives (up to 5 min): a busy machine starts it slowly.
+for _ in $(seq 1 600); do
   if docker info >/dev/null 2>&1; then
     echo "dockerd started (log: $log)" >&2
     exit 0

@@ -9,6 +9,7 @@ streaming WebSocket.  FastAPI gives the 422 validation errors and the
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from loadstack_demo.oscilloscope import Oscilloscope, OscilloscopeConfig
 from loadstack_demo.store import MemoryStore, Store
 from loadstack_demo.stream import ConnectionStats, serve_stream
 
+log = logging.getLogger("loadstack.demo")
+UNAVAILABLE_LOG_INTERVAL = 5.0  # seconds between log lines while a backend is down
 RUN_ID_HEADER = "X-Loadstack-Run-Id"
 CONSOLE = Path(__file__).parent / "console"
 
@@ -93,11 +96,33 @@ class Platform:
     blocking_store: bool = False
     store_reason: str = ""
 
+    unavailable_logged: float = 0.0  # when the last "store unavailable" line was logged
+    unavailable_since_log: int = 0  # answers 503 since then (one line per interval, not per request)
+
     async def run(self, fn: Any, *args: Any) -> Any:
-        """Call a store method; blocking stores (network I/O) go to the thread pool."""
-        if self.blocking_store:
-            return await run_in_threadpool(fn, *args)
-        return fn(*args)
+        """Call a store method; blocking stores (network I/O) go to the thread pool.
+
+        A backend that is down (PostgreSQL stopped, Redis gone) is the platform being unavailable,
+        not a bug in it: the answer is 503, and the log gets one line, at most every
+        :data:`UNAVAILABLE_LOG_INTERVAL` seconds, instead of a traceback per request.
+        """
+        try:
+            if self.blocking_store:
+                return await run_in_threadpool(fn, *args)
+            return fn(*args)
+        except getattr(self.store, "unavailable", ()) as exc:
+            self.unavailable_since_log += 1
+            now = time.monotonic()
+            if now - self.unavailable_logged >= UNAVAILABLE_LOG_INTERVAL:
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                log.warning(
+                    "503 (%d since the last line): the %s store is unavailable: %s: %s",
+                    self.unavailable_since_log, self.store.kind, type(exc).__name__, reason,
+                )  # fmt: skip
+                self.unavailable_logged, self.unavailable_since_log = now, 0
+            raise HTTPException(
+                HTTPStatus.SERVICE_UNAVAILABLE, "a backend of the platform is unavailable"
+            ) from None
 
     async def user_of(self, principal: Principal) -> int:
         """The user record owning a caller's data; service identities get one on first use."""

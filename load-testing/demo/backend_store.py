@@ -16,12 +16,16 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg2
+import psycopg2.extensions
 import psycopg2.extras
 import psycopg2.pool
 import redis
 
+from loadstack import safety
+from loadstack.settings import current
 from loadstack_demo.events import EventPublisher
 from loadstack_demo.store import Order, Payment, UserRecord
+from loadstack_demo.tracing import CLIENT, OFF, Tracing, postgres_server, sql_attributes, url_server
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS demo_users (
@@ -77,16 +81,42 @@ def _num(value: Any) -> float:
 
 class BackendStore:
     kind = "backend"
+    # What a backend that is down raises: the platform answers 503 (see Platform.run).
+    unavailable: tuple[type[BaseException], ...] = (
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+        psycopg2.pool.PoolError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+    )
 
-    def __init__(self, dsn: str, amqp_url: str, redis_url: str, *, max_connections: int = 20) -> None:
-        self.pool = psycopg2.pool.ThreadedConnectionPool(1, max_connections, dsn, connect_timeout=3)
+    def __init__(
+        self,
+        dsn: str,
+        amqp_url: str,
+        redis_url: str,
+        *,
+        max_connections: int = 20,
+        tracing: Tracing = OFF,
+    ) -> None:
+        allow_remote = current().allow_remote  # dialled addresses pass loadstack's guard, as its checks did
+        guarded = safety.guarded_dsn(dsn, allow_remote=allow_remote)
+        self.tracing = tracing
+        self._pg_server = postgres_server(psycopg2.extensions.parse_dsn(guarded)) if tracing.enabled else {}
+        self._redis_server = {"db.system.name": "redis", **url_server(redis_url)}
+        self.pool = psycopg2.pool.ThreadedConnectionPool(1, max_connections, guarded, connect_timeout=3)
         with self._cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(742002)")
             cur.execute(SCHEMA)
             cur.execute("SELECT pg_advisory_unlock(742002)")
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+        self.redis = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=3,
+            socket_connect_timeout=3,
+            **safety.redis_options(redis_url, allow_remote=allow_remote),
+        )
         self.redis.ping()
-        self.events = EventPublisher(amqp_url)
+        self.events = EventPublisher(amqp_url, tracing)
         self.events._producer()  # fail now, at start, if the broker is unreachable
         self._created = {"users": 0, "orders": 0, "payments": 0}
         self._lock = threading.Lock()
@@ -105,12 +135,18 @@ class BackendStore:
         finally:
             self.pool.putconn(conn, close=broken)
 
+    def _sql(self, operation: str, table: str) -> contextlib.AbstractContextManager[Any]:
+        """A PostgreSQL client span around one statement (nothing when tracing is off)."""
+        return self.tracing.span(
+            f"{operation} {table}", CLIENT, sql_attributes(operation, table, self._pg_server)
+        )
+
     def _count(self, what: str) -> None:
         with self._lock:
             self._created[what] += 1
 
     def create_user(self, email: str, name: str, password_hash: str, run_id: str | None) -> UserRecord | None:
-        with self._cursor() as cur:
+        with self._sql("INSERT", "demo_users"), self._cursor() as cur:
             cur.execute(
                 """INSERT INTO demo_users (email, name, password_hash, run_id) VALUES (%s, %s, %s, %s)
                    ON CONFLICT (email) DO NOTHING RETURNING id""",
@@ -123,7 +159,7 @@ class BackendStore:
         return UserRecord(row["id"], email, name, password_hash, run_id)
 
     def get_user_by_email(self, email: str) -> UserRecord | None:
-        with self._cursor() as cur:
+        with self._sql("SELECT", "demo_users"), self._cursor() as cur:
             cur.execute(
                 "SELECT id, email, name, password_hash, run_id FROM demo_users WHERE email = %s", (email,)
             )
@@ -146,7 +182,7 @@ class BackendStore:
     def create_order(
         self, owner_id: int, sku: str, quantity: int, amount: float, currency: str, run_id: str | None
     ) -> Order:
-        with self._cursor() as cur:
+        with self._sql("INSERT", "demo_orders"), self._cursor() as cur:
             cur.execute(
                 """INSERT INTO demo_orders (owner_id, sku, quantity, amount, currency, run_id)
                    VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
@@ -158,7 +194,7 @@ class BackendStore:
         return order
 
     def list_orders(self, owner_id: int, limit: int) -> list[Order]:
-        with self._cursor() as cur:
+        with self._sql("SELECT", "demo_orders"), self._cursor() as cur:
             cur.execute(
                 "SELECT * FROM demo_orders WHERE owner_id = %s ORDER BY id DESC LIMIT %s", (owner_id, limit)
             )
@@ -166,7 +202,8 @@ class BackendStore:
 
     def get_order(self, owner_id: int, order_id: int) -> Order | None:
         """Redis first (what the consumer wrote), PostgreSQL when the cache does not have it (yet)."""
-        cached = self.redis.hgetall(order_key(order_id))
+        with self.tracing.span("HGETALL", CLIENT, {**self._redis_server, "db.operation.name": "HGETALL"}):
+            cached = self.redis.hgetall(order_key(order_id))
         if cached:
             data = {k.decode(): v.decode() for k, v in cached.items()}
             if int(data.get("owner_id", -1)) == owner_id:
@@ -181,7 +218,7 @@ class BackendStore:
                     data.get("run_id") or None,
                     float(data["created_at"]),
                 )
-        with self._cursor() as cur:
+        with self._sql("SELECT", "demo_orders"), self._cursor() as cur:
             cur.execute("SELECT * FROM demo_orders WHERE id = %s AND owner_id = %s", (order_id, owner_id))
             row = cur.fetchone()
         return self._order(row) if row else None
@@ -195,7 +232,7 @@ class BackendStore:
         method: str,
         run_id: str | None,
     ) -> Payment:
-        with self._cursor() as cur:
+        with self._sql("INSERT", "demo_payments"), self._cursor() as cur:
             cur.execute(
                 """INSERT INTO demo_payments (owner_id, order_id, amount, currency, method, run_id)
                    VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
@@ -216,7 +253,7 @@ class BackendStore:
         )
 
     def list_payments(self, owner_id: int, limit: int) -> list[Payment]:
-        with self._cursor() as cur:
+        with self._sql("SELECT", "demo_payments"), self._cursor() as cur:
             cur.execute(
                 "SELECT * FROM demo_payments WHERE owner_id = %s ORDER BY id DESC LIMIT %s", (owner_id, limit)
             )

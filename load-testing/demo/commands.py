@@ -11,6 +11,7 @@ from loadstack.flags import PORT, float_in
 
 
 def cmd_demo_serve(args: argparse.Namespace) -> int:
+    from loadstack.settings import parse_stall
     from loadstack_demo.faults import parse_slow
     from loadstack_demo.server import serve
 
@@ -20,15 +21,44 @@ def cmd_demo_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"loadstack demo serve: --slow: {exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    serve(args.host, args.port, store=args.store, latency_ms=args.latency_ms, slow=args.slow)
+    try:
+        if args.stall is not None:
+            parse_stall(args.stall)
+    except ValueError as exc:
+        print(f"loadstack demo serve: --stall: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    serve(
+        args.host,
+        args.port,
+        store=args.store,
+        latency_ms=args.latency_ms,
+        slow=args.slow,
+        stall=args.stall,
+        otlp_endpoint=args.otlp_endpoint,
+    )
     return exitcodes.OK
 
 
-def cmd_demo_consumer(_: argparse.Namespace) -> int:
-    from loadstack_demo.server import consume
+def cmd_demo_consumer(args: argparse.Namespace) -> int:
+    from loadstack import safety
+    from loadstack_demo.server import check_backends, consume
 
-    consume()
+    try:  # the same target rule as `demo serve` and the load generators
+        check_backends(postgres=False)
+    except safety.RemoteTargetError as exc:
+        print(f"loadstack demo consumer: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    consume(args.otlp_endpoint)
     return exitcodes.OK
+
+
+def _otlp_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export the platform's spans over OTLP/HTTP to this base URL, e.g. http://127.0.0.1:4318 "
+        "($LOADSTACK_DEMO_OTLP_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT; unset: no spans)",
+    )
 
 
 def register(sub: Any) -> None:
@@ -55,6 +85,14 @@ def register(sub: Any) -> None:
         metavar="GLOB=MS",
         help="add latency to matching paths ($LOADSTACK_DEMO_SLOW, ';'-separated)",
     )
+    p.add_argument(
+        "--stall",
+        metavar="AT_S:DURATION_S",
+        help="stop answering for DURATION_S once, AT_S after the first request other than /health"
+        " ($LOADSTACK_DEMO_STALL)",
+    )
+    _otlp_flag(p)
     p.set_defaults(handler=cmd_demo_serve)
     p = demo.add_parser("consumer", help="the pipeline consumer: order.created events -> Redis order:{id}")
+    _otlp_flag(p)
     p.set_defaults(handler=cmd_demo_consumer)

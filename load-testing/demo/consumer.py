@@ -16,9 +16,12 @@ from typing import Any
 import kombu
 import redis
 
+from loadstack import safety
 from loadstack.data.teardown import ended_key
+from loadstack.settings import current
 from loadstack_demo.backend_store import order_key, run_index_key
-from loadstack_demo.events import ORDERS_QUEUE, RUN_ID_HEADER, declare
+from loadstack_demo.events import EXCHANGE, ORDERS_QUEUE, RUN_ID_HEADER, declare
+from loadstack_demo.tracing import CLIENT, CONSUMER, OFF, Tracing, url_server
 
 log = logging.getLogger("loadstack.demo.consumer")
 TAX_RATE = 0.19
@@ -38,9 +41,23 @@ def enrich(event: dict[str, Any]) -> dict[str, Any]:
 
 
 class OrderConsumer:
-    def __init__(self, amqp_url: str, redis_url: str, *, prefetch: int = 50) -> None:
+    def __init__(self, amqp_url: str, redis_url: str, *, prefetch: int = 50, tracing: Tracing = OFF) -> None:
         self.amqp_url = amqp_url
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=3, socket_connect_timeout=3)
+        self.tracing = tracing
+        self._process_attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": EXCHANGE.name,
+            **url_server(amqp_url),
+        }
+        self._redis_attributes = {"db.system.name": "redis", **url_server(redis_url)}
+        self.redis = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=3,
+            socket_connect_timeout=3,
+            **safety.redis_options(redis_url, allow_remote=current().allow_remote),
+        )
         self.prefetch = prefetch
         self.running = True
         self.processed = 0
@@ -58,6 +75,15 @@ class OrderConsumer:
         return ended
 
     def handle(self, body: Any, message: kombu.message.Message) -> None:
+        """One event, in a consumer span that continues the publisher's trace (its headers)."""
+        routing_key = (message.delivery_info or {}).get("routing_key", "")
+        attributes = {**self._process_attributes, "messaging.rabbitmq.destination.routing_key": routing_key}
+        with self.tracing.span(
+            f"process {ORDERS_QUEUE.name}", CONSUMER, attributes, dict(message.headers or {})
+        ):
+            self._handle(body, message)
+
+    def _handle(self, body: Any, message: kombu.message.Message) -> None:
         try:
             event = json.loads(body) if isinstance(body, str | bytes) else body
             record = enrich(event)
@@ -75,7 +101,10 @@ class OrderConsumer:
         pipe.hset(key, mapping={k: str(v) for k, v in record.items()})
         if run_id:
             pipe.sadd(run_index_key(run_id), key)
-        pipe.execute()
+        # A pipeline of different commands: "BATCH" by the database semantic conventions.
+        batch = {**self._redis_attributes, "db.operation.name": "BATCH", "db.operation.batch.size": len(pipe)}
+        with self.tracing.span("BATCH", CLIENT, batch):
+            pipe.execute()
         message.ack()
         self.processed += 1
 
@@ -87,7 +116,9 @@ class OrderConsumer:
         signal.signal(signal.SIGINT, stop)
         while self.running:
             try:
-                with kombu.Connection(self.amqp_url, heartbeat=0) as conn:
+                with safety.kombu_connection(
+                    self.amqp_url, allow_remote=current().allow_remote, heartbeat=0
+                ) as conn:
                     conn.ensure_connection(max_retries=3)
                     declare(conn)
                     with kombu.Consumer(
@@ -103,7 +134,7 @@ class OrderConsumer:
                                 conn.drain_events(timeout=1)
                             except TimeoutError:
                                 continue
-            except (OSError, kombu.exceptions.KombuError, redis.RedisError) as exc:
+            except (OSError, kombu.exceptions.KombuError, redis.RedisError, safety.RemoteTargetError) as exc:
                 if not self.running:
                     break
                 log.error("consumer: %s: %s; reconnecting in 1s", type(exc).__name__, exc)
@@ -111,3 +142,4 @@ class OrderConsumer:
         log.warning(
             "consumer: stopped after %d events (%d of ended runs dropped)", self.processed, self.dropped
         )
+        self.tracing.shutdown()

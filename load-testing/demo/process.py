@@ -10,21 +10,24 @@ import contextlib
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 
-from loadstack.processes import free_port
+from loadstack import safety
+from loadstack.processes import STARTUP_LIMIT_S, free_port
 from loadstack.settings import current
 
 
 @contextlib.contextmanager
-def demo_platform(env: dict[str, str] | None = None, store: str = "memory") -> Iterator[str]:
-    """Start ``loadstack demo serve`` on a free local port, yield its URL once /health answers.
+def demo_platform(
+    env: dict[str, str] | None = None, store: str = "memory", port: int | None = None
+) -> Iterator[str]:
+    """Start ``loadstack demo serve`` on a local port (default: a free one), yield its URL once /health answers.
 
     ``env`` adds settings (auth, faults) on top of this process's environment; ``store`` is
-    ``memory``, ``backend`` or ``auto``.
+    ``memory``, ``backend`` or ``auto``; ``port`` is for a caller that named the URL before the
+    platform existed (a master already waiting for it).
     """
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "loadstack", "demo", "serve", "--port", str(port), "--store", store],
         stdout=subprocess.DEVNULL,
@@ -33,10 +36,10 @@ def demo_platform(env: dict[str, str] | None = None, store: str = "memory") -> I
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_LIMIT_S  # readiness; ends at once if it exits
         while True:
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                safety.urlopen(f"{url}/health", allow_remote=False, timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:

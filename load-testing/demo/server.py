@@ -19,11 +19,26 @@ from loadstack.settings import current
 from loadstack_demo import faults
 from loadstack_demo.app import create_app
 from loadstack_demo.store import MemoryStore, Store
+from loadstack_demo.tracing import OFF, Tracing, TracingMiddleware, setup
 
 log = logging.getLogger("loadstack.demo")
 
 
-def make_store(kind: str) -> tuple[Store, bool, str]:
+def check_backends(*, postgres: bool) -> None:
+    """The backends the demo connects to, through the target guard: the demo is loadstack's own
+    process, so the same rule as for the load generators (``RemoteTargetError`` when refused).
+    ``demo serve`` uses all three, ``demo consumer`` RabbitMQ and Redis only."""
+    from loadstack import safety
+
+    config = current()
+    backends = [("RabbitMQ", config.amqp_url), ("Redis", config.redis_url)]
+    if postgres:
+        backends.insert(0, ("PostgreSQL", config.postgres_dsn))
+    for what, url in backends:
+        safety.check_target(url, allow_remote=config.allow_remote, what=what, environ=config.environ)
+
+
+def make_store(kind: str, tracing: Tracing = OFF) -> tuple[Store, bool, str]:
     """(store, blocking, why) for ``memory`` | ``backend`` | ``auto``.
 
     ``backend`` waits up to ``$LOADSTACK_DEMO_STARTUP_WAIT`` seconds (30) for services that are
@@ -37,22 +52,17 @@ def make_store(kind: str) -> tuple[Store, bool, str]:
     config = current()
     from loadstack import safety
 
-    for what, url in (
-        ("PostgreSQL", config.postgres_dsn),
-        ("RabbitMQ", config.amqp_url),
-        ("Redis", config.redis_url),
-    ):
-        try:  # the demo is loadstack's own process: the same target rule as the load generators
-            safety.check_target(url, allow_remote=config.allow_remote, what=what, environ=config.environ)
-        except safety.RemoteTargetError as exc:
-            if kind == "backend":
-                raise SystemExit(f"demo platform: {exc}") from None
-            return MemoryStore(), False, f"backend refused ({exc})"
+    try:
+        check_backends(postgres=True)
+    except safety.RemoteTargetError as exc:
+        if kind == "backend":
+            raise SystemExit(f"demo platform: {exc}") from None
+        return MemoryStore(), False, f"backend refused ({exc})"
     wait = config.demo_startup_wait if kind == "backend" else 0.0
     deadline = time.monotonic() + wait
     while True:
         try:
-            store = BackendStore(config.postgres_dsn, config.amqp_url, config.redis_url)
+            store = BackendStore(config.postgres_dsn, config.amqp_url, config.redis_url, tracing=tracing)
         except Exception as exc:
             if time.monotonic() < deadline:
                 time.sleep(1)
@@ -72,20 +82,35 @@ def serve(
     store: str | None = None,
     latency_ms: float | None = None,
     slow: list[str] | None = None,
+    stall: str | None = None,
     log_level: str = "warning",
+    otlp_endpoint: str | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully)."""
+    """Serve until SIGINT/SIGTERM (uvicorn handles both and shuts down gracefully).
+
+    ``otlp_endpoint`` (or the OTLP variables) turns the platform's spans on; see :mod:`.tracing`.
+    """
+    logging.basicConfig(format="%(message)s")
     kind = store or current().demo_store
     rules = faults.from_env(latency_ms, slow)
-    chosen, blocking, why = make_store(kind)
+    tracing = setup("loadstack-demo", otlp_endpoint)
+    chosen, blocking, why = make_store(kind, tracing)
     app = create_app(chosen, blocking_store=blocking)
     app.state.platform.store_reason = why
-    logging.basicConfig(format="%(message)s")
     log.warning("demo platform on http://%s:%d (store: %s — %s)", host, port, chosen.kind, why)
     served: Any = app
     if rules:
         served = faults.LatencyMiddleware(app, rules)
         log.warning("demo platform: added latency %s", ", ".join(f"{r.glob} +{r.ms:g} ms" for r in rules))
+    if (window := faults.stall_from_env(stall)) is not None:
+        served = faults.StallMiddleware(served, window)
+        log.warning(
+            "demo platform: stalls for %g s, %g s after its first request (not /health)",
+            window.duration_s,
+            window.at_s,
+        )
+    if tracing.enabled:  # outermost: the server span includes any injected latency
+        served = TracingMiddleware(served, tracing, port)
     # No server pings: a load-test client reads its socket only while a task runs, so a ping
     # sent between cycles would go unanswered and close healthy connections.
     # Bounded graceful shutdown: sockets of load generators that just exited may linger.
@@ -98,11 +123,13 @@ def serve(
         ws_ping_interval=None,
         timeout_graceful_shutdown=3,
     )
+    tracing.shutdown()
 
 
-def consume() -> None:
+def consume(otlp_endpoint: str | None = None) -> None:
     from loadstack_demo.consumer import OrderConsumer
 
     logging.basicConfig(format="%(message)s")
     config = current()
-    OrderConsumer(config.amqp_url, config.redis_url).run()
+    tracing = setup("loadstack-demo-consumer", otlp_endpoint)
+    OrderConsumer(config.amqp_url, config.redis_url, tracing=tracing).run()

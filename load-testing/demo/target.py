@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-import urllib.request
 from dataclasses import dataclass
 
+from loadstack import safety
 from loadstack.profiles import RunSettings
 from loadstack.settings import Settings, current
 from loadstack.targets import Process, Target
@@ -27,6 +27,8 @@ class DemoTarget(Target):
     name: str = "demo"
     compose_services: tuple[str, ...] = ("target", "consumer")
     compose_url: str | None = "http://target:8000"
+    # Where the demo stores rows tagged with the caller's run id (backend_store.SCHEMA).
+    run_tables: tuple[str, ...] = ("demo_users", "demo_orders", "demo_payments")
     note: str = ""
 
     def prepare(self, run: RunSettings, config: Settings) -> None:
@@ -63,7 +65,7 @@ class DemoTarget(Target):
 
     def companions(self, url: str) -> list[Process]:
         """The pipeline consumer, when the demo stores to PostgreSQL/RabbitMQ/Redis."""
-        with urllib.request.urlopen(f"{url}/api/status", timeout=5) as resp:
+        with safety.urlopen(f"{url}/api/status", allow_remote=False, timeout=5) as resp:
             status = json.load(resp)
         self.note = f"demo platform: {url} (store: {status['store']} — {status.get('store_reason', '')}; logs/demo.log)"
         if status["store"] == "backend" and current().demo_consumer:
@@ -80,7 +82,7 @@ class DemoTarget(Target):
                     "token_url": auth.token_url or f"{url}/oauth/token",
                 }
             )
-        return run.model_copy(update={"host": url, "auth": auth})
+        return self.declare_tables(run).model_copy(update={"host": url, "auth": auth})
 
     def describe(self, url: str) -> str:
         return self.note or f"demo platform: {url}"

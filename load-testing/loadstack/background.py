@@ -6,6 +6,12 @@ ordinary run lifecycle with the web UI on and records its processes in a
 state file, so ``stop`` and ``status`` can find them.  ``stop`` signals only
 processes that are still the ones recorded (same pid *and* start time), never
 a pid that was reused since.
+
+``stop`` ends only what its session started.  A native session's state names
+its processes; a compose session's (``launchers.compose.ui``) names the
+containers and networks it created in the checkout's compose project.  The
+rest of that project (a user's own ``docker compose up``) is not the
+session's and is never touched: ``just stack down`` is how to remove it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 from loadstack import exitcodes, lifecycle, paths, results
 from loadstack.launchers.native import NativeLauncher
 from loadstack.lifecycle import Launcher, Prepared, RunError, RunRequest, say
-from loadstack.processes import port_open, wait_until
+from loadstack.processes import STARTUP_LIMIT_S, port_open, wait_until
 from loadstack.profiles import RunSettings
 
 
@@ -35,7 +41,35 @@ def read_state() -> dict[str, Any] | None:
         state = results.read_json(_state_file())
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) and isinstance(state.get("supervisor"), dict) else None
+    if not isinstance(state, dict):
+        return None
+    if state.get("mode") == "docker":
+        return state if isinstance(state.get("containers"), list) else None
+    return state if isinstance(state.get("supervisor"), dict) else None
+
+
+def running(state: dict[str, Any]) -> bool:
+    """The session the state describes still runs (its supervisor, or one of its containers)."""
+    if state.get("mode") == "docker":
+        from loadstack.launchers import compose
+
+        return compose.session_running(state)
+    return alive(state["supervisor"])
+
+
+def record_compose_session(project: str, containers: list[str], networks: list[str], web_url: str) -> None:
+    """A compose ``ui`` session's state: what it created, so that ``stop`` removes that and no more."""
+    results.write_json(
+        _state_file(),
+        {
+            "mode": "docker",
+            "project": project,
+            "containers": containers,
+            "networks": networks,
+            "web_url": web_url,
+            "started": results.iso(time.time()),
+        },
+    )
 
 
 def started_at(pid: int) -> str | None:
@@ -67,9 +101,10 @@ def foreground(request: RunRequest) -> int:
 
     def ready(launcher: Launcher, run: RunSettings, prepared: Prepared) -> None:
         assert isinstance(launcher, NativeLauncher)
-        wait_until(lambda: port_open("127.0.0.1", request.web_port), timeout=60)
+        wait_until(lambda: port_open("127.0.0.1", request.web_port), timeout=STARTUP_LIMIT_S)
         children = launcher.children()
         state = {
+            "mode": "native",
             "supervisor": _process(os.getpid()),
             "run_id": prepared.run_id,
             "run_dir": str(prepared.run_dir),
@@ -91,7 +126,7 @@ def foreground(request: RunRequest) -> int:
 def start(request: RunRequest, extra_args: list[str]) -> int:
     """Start the web-UI stack in the background and return once the UI answers."""
     state = read_state()
-    if state and alive(state["supervisor"]):
+    if state and running(state):
         say(f"already running: {state['web_url']} (loadstack stop to end it)")
         return exitcodes.OK
     lifecycle.prepare(request)  # bad input is reported here, in the foreground
@@ -106,7 +141,7 @@ def start(request: RunRequest, extra_args: list[str]) -> int:
         lambda: (
             ((read_state() or {}).get("supervisor") or {}).get("pid") == proc.pid or proc.poll() is not None
         ),
-        120,
+        STARTUP_LIMIT_S,
     )
     state = read_state()
     if not ok or proc.poll() is not None or not state:
@@ -119,7 +154,17 @@ def start(request: RunRequest, extra_args: list[str]) -> int:
 
 
 def stop() -> int:
+    """End this checkout's UI session: only the processes or containers it recorded."""
     state = read_state()
+    if state and state.get("mode") == "docker":
+        from loadstack.launchers import compose
+
+        compose.stop_session(state)
+        _state_file().unlink(missing_ok=True)
+        say(
+            f"stopped the compose web UI session (project {state.get('project')}'s other containers untouched)"
+        )
+        return exitcodes.OK
     if not state or not alive(state["supervisor"]):
         say("nothing running")
         _state_file().unlink(missing_ok=True)
@@ -137,6 +182,10 @@ def stop() -> int:
 
 def status() -> int:
     state = read_state()
+    if state and state.get("mode") == "docker":
+        say(f"compose web UI session (project {state.get('project')}) since {state.get('started')}")
+        say(f"  web UI:  {state.get('web_url')}   containers it started: {len(state['containers'])}")
+        return exitcodes.OK
     if not state or not alive(state["supervisor"]):
         say("nothing running")
         return exitcodes.OK

@@ -3,8 +3,9 @@
 Each subcommand is a thin adapter: it parses flags and calls the module that
 owns the feature (lifecycle, profiles; report, inspect, importers, k8s and the demo
 platform declare their own subcommands through ``register``).  Exit statuses:
-0 ok, 1 failed requests, 2 bad input, 3 SLO gate failed, 4 regression,
-130 interrupted.
+0 ok, 1 failed requests, user-code exceptions or no request at all, 2 bad input,
+3 SLO gate failed, 4 regression, 5 teardown left data, 6 master lost (incomplete
+summary), 130 interrupted (docs/results.md).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import yaml
 
 from loadstack import __version__, configfile, exitcodes, k8s, lifecycle, limits, masking, profiles, settings
 from loadstack.configfile import ConfigError
-from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag
+from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, run_id_flag, url_flag
 from loadstack.importers import commands as import_commands
 from loadstack.inspect import commands as inspect_commands
 from loadstack.report import commands as report_commands
@@ -50,12 +51,14 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help=f"start more than {limits.WORKERS_PER_CPU} workers per CPU (default $LOADSTACK_ALLOW_MANY_WORKERS)",
     )
-    p.add_argument("--host", help="system under test; default: start the built-in demo platform")
+    p.add_argument(
+        "--host", type=url_flag, help="system under test; default: start the built-in demo platform"
+    )
     p.add_argument("--users", "-u", type=USERS, help="peak concurrent users (overrides the profile)")
     p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE, help="users started per second")
     p.add_argument("--run-time", "-t", type=duration_flag, help="e.g. 30s, 5m, 1h30m")
     _input_flags(p)
-    p.add_argument("--run-id", help="name this run (default: timestamp + random suffix)")
+    p.add_argument("--run-id", type=run_id_flag, help="name this run (default: timestamp + random suffix)")
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default: ./results)")
     p.add_argument("--allow-remote", action="store_true", help="permit targets that are not local")
     p.add_argument(
@@ -131,7 +134,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if mode == "docker":
         lifecycle.say(f"mode: docker ({why})")
         return compose.ui(request)
-    forwarded = [a for a in sys.argv[2:] if a != "--foreground"]
+    from loadstack import stopping
+
+    # The subcommand's own arguments (a global --allow-proxy reaches the child as LOADSTACK_ALLOW_PROXY).
+    forwarded = [a for a in stopping.command_line(sys.argv)[1:] if a != "--foreground"]
     return background.start(_request(args), forwarded)
 
 
@@ -203,30 +209,28 @@ def cmd_check(_: argparse.Namespace) -> int:
 
     run = runcontext.current().settings
     available: list[str] = []
+    classes: list[type] = []
     if run.locustfile:
         try:
-            available = sorted(load_locustfile(run.locustfile)[0])
+            found_classes = load_locustfile(run.locustfile)[0]
+            available, classes = sorted(found_classes), list(found_classes.values())
         except Exception as exc:  # whatever the user's file raises on import is reported, not re-raised
             print(
                 f"{run.locustfile}: the locustfile failed to load: {type(exc).__name__}: {exc}",
                 file=sys.stderr,
             )
             return exitcodes.BAD_INPUT
-    found = checks.problems(run, settings.current(), available, run.host)
+    found = checks.problems(run, settings.current(), available, run.host, classes)
     for problem in found:
         print(masking.current()(problem), file=sys.stderr)
     return exitcodes.BAD_INPUT if found else exitcodes.OK
 
 
 def cmd_stop(_: argparse.Namespace) -> int:
+    """Stop this checkout's UI session and only what it started (never a compose stack it did not)."""
     from loadstack import background
-    from loadstack.launchers import compose
 
-    code = background.stop()
-    if compose.running():
-        print("stopping the compose stack (volumes are kept; `just stack down` removes them) …")
-        compose.Compose(offline=compose.offline_wanted()).run("down", "--remove-orphans")
-    return code
+    return background.stop()
 
 
 def cmd_status(_: argparse.Namespace) -> int:
@@ -244,8 +248,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from loadstack.launchers import compose
 
     allowed = args.allow_many_workers or settings.current().allow_many_workers
-    if args.workers and not allowed and args.workers > limits.worker_limit():
-        print(f"loadstack stack: --workers: {lifecycle.too_many_workers(args.workers)}", file=sys.stderr)
+    refused = args.workers and limits.too_many_workers(args.workers, allowed)
+    if refused:
+        print(f"loadstack stack: --workers: {refused}", file=sys.stderr)
         return exitcodes.BAD_INPUT
     return compose.stack(args.action, offline=args.offline, workers=args.workers, follow=args.follow)
 
@@ -323,6 +328,12 @@ def cmd_auth_check(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loadstack", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loadstack {__version__}")
+    parser.add_argument(
+        "--allow-proxy",
+        metavar="URL",
+        help="send loadstack's own HTTP calls and WebSocket handshakes through this proxy (http://host:port; "
+        "$LOADSTACK_ALLOW_PROXY); http_proxy/https_proxy/all_proxy are never used",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="headless run of a profile (master + workers)")
@@ -349,9 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="0.0.0.0", help="address for workers and the web UI (default 0.0.0.0)")
     p.add_argument("--master-port", type=PORT, default=5557)
     p.add_argument("--web-port", type=PORT, default=8089)
-    p.add_argument("--run-id", help="default $LOADSTACK_RUN_ID, else a new one (workers take the master's)")
+    p.add_argument(
+        "--run-id",
+        type=run_id_flag,
+        help="default $LOADSTACK_RUN_ID, else a new one (workers take the master's)",
+    )
     p.add_argument("--results-dir", help="where results/<run_id>/ goes (default ./results)")
-    p.add_argument("--host", help="system under test (default: the profile's host / LOCUST_HOST)")
+    p.add_argument(
+        "--host", type=url_flag, help="system under test (default: the profile's host / LOCUST_HOST)"
+    )
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not local")
     p.add_argument("--users", "-u", type=USERS)
     p.add_argument("--spawn-rate", "-r", type=SPAWN_RATE)
@@ -412,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="auth_command", required=True, metavar="ACTION"
     )
     p = authp.add_parser("check", help="get a token for the auth mode and show it to --host once")
-    p.add_argument("--host")
+    p.add_argument("--host", type=url_flag)
     p.add_argument("--profile", default="smoke", help="profile whose auth: block applies (default smoke)")
     p.add_argument("--auth-mode", choices=["none", "oauth2", "local"])
     p.add_argument("--allow-remote", action="store_true")
@@ -429,11 +446,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _proxy_choice(allow_proxy: str | None) -> int | None:
+    """Apply ``--allow-proxy``; say once that the environment's proxies are not used. Exit 2 on a bad URL."""
+    try:
+        config = settings.set_allow_proxy(allow_proxy) if allow_proxy else settings.current()
+    except ConfigError as exc:
+        if not allow_proxy:
+            return None  # another variable is bad: the command reports it as it always has
+        print(f"loadstack: --allow-proxy: {exc}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
+    ignored = config.environment_proxies()
+    if ignored and not config.allow_proxy:
+        print(
+            f"loadstack: not using {', '.join(ignored)} from the environment: loadstack connects directly "
+            "unless --allow-proxy URL (or LOADSTACK_ALLOW_PROXY) names a proxy",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Every argument's destination -> how the command line spells it (``--run-id``, ``RUN_ID``)."""
+    names: dict[str, str] = {}
+    stack = [parser]
+    while stack:
+        current = stack.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack += list(action.choices.values())
+            elif action.option_strings:
+                names.setdefault(action.dest, max(action.option_strings, key=len))
+            elif action.dest != argparse.SUPPRESS:
+                names.setdefault(action.dest, str(action.metavar or action.dest))
+    return names
+
+
+def _control_characters(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str | None:
+    """The first argument whose text has a control character, named; None when there is none.
+
+    No command takes a newline, NUL or escape sequence in a value: such a value would become part of
+    a file or folder name, a YAML manifest, a header or a log line.  One check here covers every
+    flag and positional argument of every command, whatever type its own parser gives it.
+    """
+    names: dict[str, str] | None = None
+    for dest, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and any(ord(c) < 32 or ord(c) == 127 for c in text):
+                names = names or _flag_names(parser)
+                return f"{names.get(dest, dest)}: {text[:80]!r} has a control character"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     masking.mask_standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    bad = _control_characters(args, parser)
+    if bad:
+        print(f"loadstack {args.command}: {bad}", file=sys.stderr)
+        return exitcodes.BAD_INPUT
     handler: Handler = args.handler
+    proxies = _proxy_choice(args.allow_proxy)
+    if proxies is not None:
+        return proxies
     if getattr(args, "max_input_mb", None) is not None and args.command != "import":
         configfile.set_max_input_mb(args.max_input_mb)
     try:

@@ -77,7 +77,12 @@ def _describe(err: dict[str, Any], model: type[BaseModel], loc: tuple[Any, ...])
     msg = err["msg"]
     given = err.get("input")
     if not isinstance(given, dict | list) and kind not in ("value_error", "assertion_error"):
-        msg = f"{msg} (got {given!r})"
+        from loadstack.masking import is_secret_name
+
+        # A secret's field (`env: {LOADSTACK_JWT_SECRET: 12345678}`) does not echo its value.
+        secret = any(isinstance(p, str) and is_secret_name(p) for p in loc)
+        shown = f"a value of type {type(given).__name__}, not shown: a secret" if secret else repr(given)
+        msg = f"{msg} (got {shown})"
     return msg.removeprefix("Value error, ")
 
 
@@ -91,6 +96,26 @@ ALIAS_BUDGET = 10_000
 # Values in one file: a profile, chain or SLO file has hundreds; reading 100 000 takes about a second.
 MAX_VALUES = 100_000
 _max_input_mb: float | None = None
+# Digits of a whole number in a file: every count, port and bound is far shorter, and Python refuses to
+# convert more than 4300 (a ValueError deep inside the YAML or JSON parser).  Checked before conversion.
+MAX_DIGITS = 64
+_INT_TAG = "tag:yaml.org,2002:int"
+_RESOLVER = yaml.resolver.Resolver()  # the safe loader's implicit types: is a plain scalar a whole number?
+
+
+class NumberTooLong(ValueError):
+    """A whole number with more than :data:`MAX_DIGITS` digits, refused before it is converted."""
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise NumberTooLong(f"a number of {len(text.lstrip('-'))} digits (at most {MAX_DIGITS})")
+    return int(text)
+
+
+def loads_json(text: str) -> Any:
+    """``json.loads`` whose whole numbers are bounded before conversion (:class:`NumberTooLong`)."""
+    return json.loads(text, parse_int=_json_int)
 
 
 def set_max_input_mb(mb: float | None) -> None:
@@ -162,6 +187,13 @@ def _line(mark: Any) -> int | None:
     return mark.line + 1 if mark is not None else None
 
 
+def _too_long_int(event: yaml.ScalarEvent) -> bool:
+    """A plain scalar the loader would convert to a whole number of more than MAX_DIGITS digits."""
+    if not event.implicit[0] or len(event.value) <= MAX_DIGITS:
+        return False
+    return _RESOLVER.resolve(yaml.ScalarNode, event.value, (True, False)) == _INT_TAG
+
+
 def _check_events(text: str, path: Path) -> None:
     """Refuse nesting beyond MAX_DEPTH and alias expansion beyond ALIAS_BUDGET, before composing.
 
@@ -171,6 +203,25 @@ def _check_events(text: str, path: Path) -> None:
     """
     Open = tuple[str | None, int, int, int]  # anchor, values so far, own depth, deepest below
     stack: list[Open] = []
+    # Where the parser is, for a message naming the field: per open collection, whether it is a
+    # mapping, whether its next node is a key, and the key or index of the node being read.
+    where: list[list[Any]] = []
+
+    def step(text: str | None) -> None:
+        """The innermost collection moves on to its next node (``text``: the node's, when a scalar)."""
+        if not where:
+            return
+        top = where[-1]
+        if top[0] == "seq":
+            top[2] += 1
+            return
+        if top[1]:  # a key: it names the value that follows
+            top[2] = text
+        top[1] = not top[1]
+
+    def field() -> tuple[Any, ...]:
+        return tuple(w[2] for w in where)
+
     sizes: dict[str, tuple[int, int]] = {}  # anchor -> (values, height) once expanded
     added = 0
     literal = 0
@@ -189,12 +240,31 @@ def _check_events(text: str, path: Path) -> None:
                     f"more than {MAX_VALUES} values; split the file or move bulk data to a request file",
                     _line(event.start_mark),
                 )
+        if isinstance(event, yaml.NodeEvent):
+            step(event.value if isinstance(event, yaml.ScalarEvent) else None)
+        if isinstance(event, yaml.ScalarEvent) and _too_long_int(event):
+            digits = sum(c.isdigit() for c in event.value)
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        str(path),
+                        _line(event.start_mark),
+                        field_path(field()),
+                        f"a number of {digits} digits (at most {MAX_DIGITS})",
+                    )
+                ]
+            )
         if isinstance(event, yaml.CollectionStartEvent):
             depth = len(stack) + 1
             if depth > MAX_DEPTH:
                 raise _problem(path, f"nested deeper than {MAX_DEPTH} levels", _line(event.start_mark))
             stack.append((event.anchor, 1, depth, depth))
+            where.append(
+                ["map", True, None] if isinstance(event, yaml.MappingStartEvent) else ["seq", None, -1]
+            )
         elif isinstance(event, yaml.CollectionEndEvent):
+            if where:
+                where.pop()
             anchor, values, depth, deepest = stack.pop()
             if anchor is not None:
                 sizes[anchor] = (values, deepest - depth + 1)
@@ -318,11 +388,13 @@ def read_document(path: Path, max_bytes: int | None = None) -> tuple[Any, yaml.N
         if path.suffix == ".json":
             node = _json_node(text, path)
             try:
-                data = json.loads(text, object_pairs_hook=_json_pairs)
+                data = json.loads(text, object_pairs_hook=_json_pairs, parse_int=_json_int)
             except json.JSONDecodeError as exc:
                 raise _problem(path, f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from None
             except _DuplicateJsonKey as exc:
                 raise _problem(path, f"{exc.args[0]}: duplicate key; give each key once") from None
+            except NumberTooLong as exc:
+                raise _problem(path, str(exc)) from None
             _check_depth(data, path)
             return data, node
         return _yaml(text, path)

@@ -29,11 +29,11 @@ def parse_duration(text: str) -> float:
     text = text.strip()
     if len(text) > 40:
         raise ValueError(f"invalid duration {text[:40]!r}…; use e.g. 30, 250ms, 30s, 5m or 1h30m")
-    if _PLAIN.match(text):
+    if _PLAIN.fullmatch(text):
         return check_seconds(float(text))
-    if ms := _MS.match(text):
+    if ms := _MS.fullmatch(text):
         return check_seconds(float(ms["n"]) / 1000.0)
-    match = _TIMESPAN.match(text)
+    match = _TIMESPAN.fullmatch(text)
     if not text or not match:
         raise ValueError(f"invalid duration {text!r}; use e.g. 30, 250ms, 30s, 5m or 1h30m")
     return check_seconds(int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + float(match["s"] or 0))

@@ -11,6 +11,11 @@ Any percentile: ``percentiles_ms_max: {p75: 120, p99.9: 800}``.  A gate with
 ``for: 10s`` is *sustained*: it fails only when its threshold is breached in every
 second of a 10 s stretch (second by second, see :mod:`loadstack.windows`), so a
 short spike does not fail it and a lasting breach does.
+
+``corrected: {p99_ms_max: 500}`` judges an open-model run's latency from the
+intended start (``summary.json`` → ``corrected``, :mod:`loadstack.workload.intended`):
+of the class's iterations (``user_class``), the chain's ``CHAIN`` entry (``chain``),
+every class's iterations (``total``), or the first requests of iterations (name/type).
 """
 
 from __future__ import annotations
@@ -76,6 +81,41 @@ class GateTarget(BaseModel):
         return " ".join([*parts, f"type={self.request_type}"] if self.request_type else parts)
 
 
+class CorrectedThresholds(BaseModel):
+    """``corrected:``: bounds on latency from the scheduled start (open-model runs only)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    p50_ms_max: Millis = None
+    p95_ms_max: Millis = None
+    p99_ms_max: Millis = None
+    max_ms_max: Millis = None
+    percentiles_ms_max: (
+        Annotated[dict[Annotated[str, Field(pattern=PERCENTILE_KEY)], limits.Millis], Field(max_length=100)]
+        | None
+    ) = Field(default=None, description="any percentile: {p99.9: 800}")
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> CorrectedThresholds:
+        if not self.thresholds():
+            raise ValueError("corrected: give at least one of p50_ms_max, p95_ms_max, p99_ms_max, max_ms_max")
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        """``corrected.<figure>_max`` -> bound, as gate results name them."""
+        out = {
+            f"{CORRECTED}{k}": getattr(self, k)
+            for k in ("p50_ms_max", "p95_ms_max", "p99_ms_max", "max_ms_max")
+            if getattr(self, k) is not None
+        }
+        for key, ms in (self.percentiles_ms_max or {}).items():
+            out[f"{CORRECTED}{key}_ms_max"] = ms
+        return out
+
+
+CORRECTED = "corrected."
+
+
 class GateSource(BaseModel):
     """Where a gate was written, for messages that point at the line."""
 
@@ -106,6 +146,9 @@ class Gate(BaseModel):
         Annotated[dict[Annotated[str, Field(pattern=PERCENTILE_KEY)], limits.Millis], Field(max_length=100)]
         | None
     ) = Field(default=None, description="any percentile: {p75: 120, p99.9: 800}")
+    corrected: CorrectedThresholds | None = Field(
+        default=None, description="latency from the intended start (open model): {p99_ms_max: 500}"
+    )
     sustained: PositiveSeconds | None = Field(
         default=None, alias="for", description="fail only when the breach holds this long, second by second"
     )
@@ -126,7 +169,9 @@ class Gate(BaseModel):
     @model_validator(mode="after")
     def _has_threshold(self) -> Gate:
         if not self.thresholds():
-            raise ValueError(f"give at least one threshold: {', '.join(METRICS)}")
+            raise ValueError(f"give at least one threshold: {', '.join(METRICS)}, corrected")
+        if self.corrected is not None and self.sustained is not None:
+            raise ValueError("corrected: figures are over the whole run: put them in a gate without `for:`")
         if self.chain_success_rate_min is not None and not self.target.chain:
             raise ValueError("chain_success_rate_min needs a chain target")
         if self.dropped_iterations_max is not None:
@@ -146,11 +191,16 @@ class Gate(BaseModel):
         out = {k: getattr(self, k) for k in METRICS if getattr(self, k) is not None}
         for key, ms in (self.percentiles_ms_max or {}).items():
             out[f"{key}_ms_max"] = ms
+        if self.corrected is not None:
+            out.update(self.corrected.thresholds())
         return out
 
 
 def metric_of(name: str) -> tuple[str, str, float | None]:
     """(figure, comparison, quantile) of a threshold name; quantile for ``pNN_ms_max`` figures."""
+    if name.startswith(CORRECTED):
+        figure, op, q = metric_of(name.removeprefix(CORRECTED))
+        return CORRECTED + figure, op, (1.0 if figure == "max_ms" else q)
     if name in METRICS:
         figure, op = METRICS[name]
         q = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}.get(figure)
@@ -307,8 +357,10 @@ def evaluate(
         figures = select(gate.target, summary)
         for metric, threshold in gate.thresholds().items():
             row: dict[str, Any] = {"gate": index, "target": label, "metric": metric, "threshold": threshold}
-            name, op, _ = metric_of(metric)
-            if figures is None:
+            name, op, q = metric_of(metric)
+            if metric.startswith(CORRECTED):
+                row.update(_corrected(gate, summary, name, op, q, threshold))
+            elif figures is None:
                 where = str(gate.source) if gate.source else "?:?: "
                 row.update(
                     status="error",
@@ -339,6 +391,30 @@ def evaluate(
                 row.update(status="pass" if passed else "fail", actual=round(actual, 6), figure=name, op=op)
             results.append(row)
     return results
+
+
+def _corrected(
+    gate: Gate, summary: dict[str, Any], name: str, op: str, q: float | None, threshold: float
+) -> dict[str, Any]:
+    """A ``corrected.*`` threshold, judged on the histograms of ``summary.json`` → ``corrected``."""
+    from loadstack.workload import intended
+
+    rows = intended.entries_of(gate.target, summary.get("corrected"))
+    if not rows:
+        where = str(gate.source) if gate.source else "?:?: "
+        return {
+            "status": "error",
+            "actual": None,
+            "message": f"{where}.target: {gate.target.label()} has no latency from the intended start: "
+            "only open-model iterations (rate:, rate stages, breakpoint) have one",
+        }
+    actual = intended.percentile_ms(rows, q if q is not None else 1.0)
+    return {
+        "status": "pass" if actual <= threshold else "fail",
+        "actual": round(actual, 6),
+        "figure": name,
+        "op": op,
+    }
 
 
 def verdict(results: list[dict[str, Any]]) -> str:

@@ -24,10 +24,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
-from loadstack import exitcodes, flags, paths, results, runcontext, safety
+from loadstack import exitcodes, flags, masking, paths, results, runcontext, safety
 
 RUN_CONFIGMAP = "loadstack-run"
 WORKER_DEPLOYMENT = "loadstack-worker"
@@ -262,13 +263,20 @@ def check_rendered(docs: list[dict[str, Any]], request: RenderRequest) -> dict[s
             f"{', '.join(available)})"
         )
     host = settings.get("LOCUST_HOST", "")
+    if urlsplit(host).password is not None or "@" in urlsplit(host).netloc:
+        raise K8sError(
+            "--host: credentials in the target URL would be written into a ConfigMap in plain text; "
+            "give them to the pods from a Secret (loadstack-secrets) instead"
+        )
     if not host or safety.host_of(host).endswith(".invalid"):
         raise K8sError(
             f"overlay {request.overlay!r} has no real target ({host or 'none'}): give --host URL "
             "(and --allow-remote for a platform that is not local)"
         )
     try:
-        safety.check_target(host, allow_remote=settings.get("LOADSTACK_ALLOW_REMOTE") == "1", what="host")
+        # A service name of the overlay's own stack resolves only in the cluster: the pods check it there.
+        if safety.host_of(host).lower() not in safety.COMPOSE_SERVICES:
+            safety.check_target(host, allow_remote=settings.get("LOADSTACK_ALLOW_REMOTE") == "1", what="host")
     except ValueError as exc:
         raise K8sError(str(exc)) from None
     try:
@@ -325,7 +333,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"loadstack k8s render: warning: {w}", file=sys.stderr)
     print(f"# loadstack k8s render: overlay {request.overlay}, run {settings['LOADSTACK_RUN_ID']}")
-    sys.stdout.write(text)
+    masking.write_verbatim(text)  # the manifests as kustomize made them: no secret is inlined in them
     print(
         f"run {settings['LOADSTACK_RUN_ID']}: profile {settings['LOADSTACK_PROFILE']}, "
         f"{settings.get('LOADSTACK_WORKERS')} workers -> {settings['LOCUST_HOST']}; "
@@ -539,12 +547,12 @@ def register(subparsers: Any) -> None:
         "--overlay", default="default", help="name under infra/k8s/overlays or a folder (default: default)"
     )
     p.add_argument("--workers", type=flags.WORKERS, help="worker pods; the master waits for them")
-    p.add_argument("--profile", help="profile name (default: the overlay's)")
-    p.add_argument("--image", help=f"loadstack image (default {DEFAULT_IMAGE})")
-    p.add_argument("--host", help="system under test (default: the overlay's)")
+    p.add_argument("--profile", type=flags.profile_name_flag, help="profile name (default: the overlay's)")
+    p.add_argument("--image", type=flags.image_flag, help=f"loadstack image (default {DEFAULT_IMAGE})")
+    p.add_argument("--host", type=flags.url_flag, help="system under test (default: the overlay's)")
     p.add_argument("--allow-remote", action="store_true", help="permit a target that is not local")
-    p.add_argument("--run-id", help="default: timestamp + random suffix")
-    p.add_argument("--namespace", "-n", help="put everything in this namespace")
+    p.add_argument("--run-id", type=flags.run_id_flag, help="default: timestamp + random suffix")
+    p.add_argument("--namespace", "-n", type=flags.namespace_flag, help="put everything in this namespace")
     p.add_argument(
         "--component", action="append", metavar="NAME", help="add a component (worker-hpa, servicemonitor)"
     )
@@ -555,10 +563,20 @@ def register(subparsers: Any) -> None:
     p = k8s.add_parser("fetch", help="copy results/<RUN_ID>/ from the cluster's results volume")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, or latest")
     p.add_argument("--output", "-o", help="local results folder (default ./results)")
-    p.add_argument("--namespace", "-n", help="the run's namespace (default: kubectl's)")
-    p.add_argument("--context", help="kubectl context (default: the current one)")
     p.add_argument(
-        "--image", default=DEFAULT_IMAGE, help=f"image of the fetch pod, needs tar (default {DEFAULT_IMAGE})"
+        "--namespace", "-n", type=flags.namespace_flag, help="the run's namespace (default: kubectl's)"
     )
-    p.add_argument("--pvc", default=RESULTS_PVC, help=f"results volume claim (default {RESULTS_PVC})")
+    p.add_argument("--context", type=flags.text_flag, help="kubectl context (default: the current one)")
+    p.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        type=flags.image_flag,
+        help=f"image of the fetch pod, needs tar (default {DEFAULT_IMAGE})",
+    )
+    p.add_argument(
+        "--pvc",
+        default=RESULTS_PVC,
+        type=flags.object_name_flag,
+        help=f"results volume claim (default {RESULTS_PVC})",
+    )
     p.set_defaults(handler=_handled(cmd_fetch))

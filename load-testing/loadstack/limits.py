@@ -48,10 +48,35 @@ def worker_limit() -> int:
     return WORKERS_PER_CPU * cpu_count()
 
 
+def worker_cap(allowed: bool) -> int | None:
+    """Most workers one machine starts: 4 per CPU, None when the user allowed more."""
+    return None if allowed else worker_limit()
+
+
+def too_many_workers(workers: int, allowed: bool) -> str | None:
+    """Why ``workers`` is refused on this machine, or None when it is within the cap.
+
+    ``run``, ``ui``, ``stack up`` and profile resolution all ask here, so the rule and its
+    message are one.
+    """
+    cap = worker_cap(allowed)
+    if cap is None or workers <= cap:
+        return None
+    return (
+        f"{workers} workers is more than {WORKERS_PER_CPU} per CPU on this machine "
+        f"({cap} for {cpu_count()} CPUs); pass --allow-many-workers "
+        "(or LOADSTACK_ALLOW_MANY_WORKERS=1) to start them anyway"
+    )
+
+
 def bounded_int(text: str | int, lo: int, hi: int) -> int:
     """An integer from a flag or variable, ``ValueError`` naming the bounds otherwise."""
     if isinstance(text, bool):
         raise ValueError("expected a whole number")
+    # Bounded before conversion: Python refuses to convert more than 4300 digits (and a few
+    # thousand digits cost quadratic time), so a longer text is out of bounds as text.
+    if isinstance(text, str) and len(text.strip().lstrip("+-").lstrip("0")) > max(len(str(lo)), len(str(hi))):
+        raise ValueError(f"must be between {lo} and {hi}, got a number of {len(text.strip())} characters")
     try:
         value = int(text)
     except (TypeError, ValueError):

@@ -24,12 +24,26 @@ from loadstack.masking import Masker
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that SIGTERMs the child when this process (the one starting it) dies, even
+    by SIGKILL (Linux).
+
+    This process may already have died between ``fork`` and the ``prctl`` call; the child then
+    belongs to another process (init or a subreaper) and would never get the signal, so it ends
+    itself.  The parent's pid is taken now, in the parent, and handed to the child.
+    """
+    parent = os.getpid()
+
+    def preexec() -> None:  # runs in the child between fork and exec
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            return
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -71,7 +85,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if tied_to_parent else None,
+            preexec_fn=die_with_parent() if tied_to_parent else None,
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -132,6 +146,12 @@ class Child:
             # The leader may be gone while something it started still runs in its group.
             self.send_signal(signal.SIGKILL)
         return self.proc.returncode
+
+
+# How long a start-up waits for readiness (a port, a health check, the state file, the workers).
+# A busy machine makes start-up slow, and that must not fail the run; a process that dies ends its
+# wait at once, so the limit only bounds a process that lives but never becomes ready.
+STARTUP_LIMIT_S = 300.0
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

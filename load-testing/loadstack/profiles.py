@@ -38,6 +38,8 @@ from loadstack.workload.rates import PositiveRate, Rate, Schedule
 RunMode = Literal["auto", "native", "docker"]
 # A path on the target: one leading slash, no scheme, no host (`//host`, `@host`) of its own.
 RELATIVE_PATH = r"^/([^/\s][^\s]*)?$"
+QueueName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"  # an environment variable's name (pydantic's regex: $ is the end)
 
 
 class Strict(BaseModel):
@@ -238,6 +240,22 @@ class SeedSpec(Section):
     )
 
 
+# A PostgreSQL table, optionally schema-qualified (``orders`` or ``shop.orders``): plain identifiers.
+TABLE_NAME = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$"
+
+
+class TeardownSpec(Section):
+    """What teardown may touch: only tables declared here (and by the target and the user classes).
+
+    Teardown deletes ``WHERE run_id = <the run id>`` from these tables and from no other: a table
+    loadstack was not told about is never changed, whatever columns it has (docs/chains.md).
+    """
+
+    tables: Annotated[
+        list[Annotated[str, Field(pattern=TABLE_NAME, max_length=127)]], Field(max_length=MAX_ITEMS)
+    ] = Field(default_factory=list, description="tables whose run_id column holds the run id")
+
+
 class Profile(Strict):
     """A ``profiles/*.yml`` file."""
 
@@ -276,13 +294,23 @@ class Profile(Strict):
     host: Annotated[str, Field(max_length=2048)] | None = None
     tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
     exclude_tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    # Keys are variable names and values hold no NUL: the operating system refuses anything else when
+    # the run's processes start (a traceback then, a field error now).
     env: (
-        Annotated[dict[Name, Annotated[str, Field(max_length=65_536)]], Field(max_length=MAX_ITEMS)] | None
+        Annotated[
+            dict[
+                Annotated[str, Field(max_length=limits.MAX_NAME, pattern=ENV_NAME)],
+                Annotated[str, Field(max_length=65_536, pattern=r"^[^\x00]*$")],
+            ],
+            Field(max_length=MAX_ITEMS),
+        ]
+        | None
     ) = None
-    sample_queues: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
+    sample_queues: Annotated[list[QueueName], Field(max_length=MAX_ITEMS)] | None = None
     sample_interval: PositiveSeconds = 5
     chains: list[ChainRef] | None = Field(default=None, max_length=MAX_ITEMS)
     seed: SeedSpec | None = None
+    teardown: TeardownSpec | None = None
     thresholds: list[Gate] | None = Field(default=None, max_length=MAX_ITEMS)
     slo: str | None = Field(
         default=None, description="an SLO file with more thresholds (relative to this file)"
@@ -370,6 +398,7 @@ class RunSettings(BaseModel):
     sample_interval: float = 5
     chains: list[ChainRef] | None = None
     seed: SeedSpec | None = None
+    teardown: TeardownSpec | None = None
     gates: list[Gate] = Field(default_factory=list)
     auth: AuthSpec = Field(default_factory=AuthSpec)
     mode: RunMode | None = None
@@ -434,6 +463,15 @@ class RunSettings(BaseModel):
     def chain_files(self) -> list[str]:
         return [c.path for c in self.chains or []]
 
+    def teardown_tables(self) -> list[str]:
+        """Tables the profile (and the target, see ``targets.Target.settle``) declared for teardown."""
+        return list(self.teardown.tables) if self.teardown else []
+
+    def with_teardown_tables(self, tables: list[str]) -> RunSettings:
+        """This run with ``tables`` declared too (a target that knows where it stores the run's rows)."""
+        merged = list(dict.fromkeys([*self.teardown_tables(), *tables]))
+        return self.model_copy(update={"teardown": TeardownSpec(tables=merged)})
+
 
 def find_profile(name_or_path: str) -> Path:
     """A profile by name (``soak`` → ``profiles/soak.yml``) or by path."""
@@ -491,9 +529,15 @@ def gates_of(profile: Profile, path: Path, node: Any) -> list[Gate]:
 
 
 def resolve_locustfile(value: str, profile_path: Path) -> Path:
-    """Relative paths in a profile (locustfiles, chains, keys) are relative to it, like compose files."""
+    """Relative paths in a profile (locustfiles, chains, keys) are relative to it, like compose files.
+
+    Made absolute without resolving symlinks: the master sends the chain paths to its workers, and
+    in a Kubernetes ConfigMap volume every file is a symlink into a folder named after the moment
+    the kubelet wrote it (``..2026_12_07_15_07_43.302…``), different in every pod.  The resolved
+    path existed only in the master's pod; the workers failed with "file not found".
+    """
     p = Path(value)
-    return p if p.is_absolute() else (profile_path.parent / p).resolve()
+    return p if p.is_absolute() else Path(os.path.abspath(profile_path.parent / p))
 
 
 def resolve(
@@ -599,11 +643,7 @@ def resolve(
             if source
             else configfile.ConfigIssue(str(path), configfile.line_of(node, ("workers",)), "workers", "")
         )
-        where.message = (
-            f"{worker_count} workers is more than the {max_workers} this machine starts "
-            f"({limits.WORKERS_PER_CPU} per CPU, {limits.cpu_count()} CPUs); pass --allow-many-workers "
-            "(or LOADSTACK_ALLOW_MANY_WORKERS=1) to start them anyway"
-        )
+        where.message = limits.too_many_workers(worker_count, allowed=False) or ""
         raise configfile.ConfigError([where])
     auth_spec = profile.auth
     if auth_spec and auth_spec.key_file:  # a key next to the profile travels with it
@@ -613,6 +653,9 @@ def resolve(
     try:
         auth = resolve_auth(auth_spec, auth_mode, config)
     except AuthConfigError as exc:
+        if exc.variable:  # the environment's value, not the file's: blame the variable
+            message = str(exc).removeprefix(f"{exc.variable}: ")
+            raise configfile.ConfigError([configfile.ConfigIssue(exc.variable, None, "", message)]) from None
         line = configfile.line_of(node, ("auth",))
         raise configfile.ConfigError([configfile.ConfigIssue(str(path), line, "auth", str(exc))]) from None
     run = RunSettings(
@@ -651,6 +694,7 @@ def resolve(
         if profile.chains
         else None,
         seed=profile.seed,
+        teardown=profile.teardown,
         gates=gates_of(profile, path, node),
         auth=auth,
         mode=profile.mode,

@@ -37,7 +37,7 @@ def _environment_value(name: str) -> str | None:
 
 def secret(name: str) -> str:
     """The value of environment variable ``name``; :class:`MissingSecret` saying what to set."""
-    if not ENV_NAME.match(name):
+    if not ENV_NAME.fullmatch(name):
         raise MissingSecret(f"{name!r} is not an environment variable name")
     value = _environment_value(name)
     if value is None:

@@ -10,7 +10,7 @@ specific first:
 * neither: an ad-hoc run with loadstack's defaults and no gates.
 
 A worker then adopts the master's run when it connects (see
-:func:`loadstack.master.welcome`), so a run has one id even when nobody set
+:func:`loadstack.master.join`), so a run has one id even when nobody set
 ``LOADSTACK_RUN_ID`` on every host.
 """
 
@@ -34,7 +34,7 @@ def new_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID_PATTERN.match(run_id):
+    if not RUN_ID_PATTERN.fullmatch(run_id):
         raise ValueError(
             f"invalid run id {run_id!r}: use 1-64 letters, digits, '.', '_' or '-' (it names files and keys)"
         )

@@ -28,6 +28,49 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_METRICS_PORT = 9646
 
 
+# What urllib, websocket-client and requests would read as a proxy (any case).
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "ws_proxy", "wss_proxy", "grpc_proxy"})
+
+MAX_LATENCY_MS = 600_000  # the demo's injected latency: ten minutes is already no answer at all
+_CONTROL = "".join(map(chr, [*range(32), 127]))
+
+
+def parse_slow_rule(rule: str) -> tuple[str, float]:
+    """``GLOB=MS`` of the demo's fault injection (``--slow``, ``LOADSTACK_DEMO_SLOW``); ``ValueError``."""
+    glob, sep, ms = rule.rpartition("=")
+    if not sep or not glob:
+        raise ValueError(f"expected GLOB=MILLISECONDS, got {rule[:60]!r}")
+    try:
+        return glob, limits.bounded_float(ms.strip(), 0, MAX_LATENCY_MS)
+    except ValueError as exc:
+        raise ValueError(f"{rule[:60]!r}: milliseconds {exc}") from None
+
+
+MAX_STALL_S = 3600.0  # the demo's stall window: an hour is already no platform at all
+
+
+def parse_stall(spec: str) -> tuple[float, float]:
+    """``AT_S:DURATION_S`` of the demo's stall (``--stall``, ``LOADSTACK_DEMO_STALL``); ``ValueError``."""
+    at, sep, duration = spec.partition(":")
+    if not sep:
+        raise ValueError(f"expected AT_SECONDS:DURATION_SECONDS, got {spec[:60]!r}")
+    try:
+        return limits.bounded_float(at.strip(), 0, MAX_STALL_S), limits.bounded_float(
+            duration.strip(), 0, MAX_STALL_S
+        )
+    except ValueError as exc:
+        raise ValueError(f"{spec[:60]!r}: seconds {exc}") from None
+
+
+def check_queue_name(name: str) -> str:
+    """A queue name as AMQP takes it: at most 255 bytes, no control characters (NUL included)."""
+    if any(c in _CONTROL for c in name):
+        raise ValueError(f"queue name {name[:60]!r} has a control character")
+    if len(name.encode("utf-8", "surrogateescape")) > 255:
+        raise ValueError(f"queue name {name[:60]!r}… is longer than 255 bytes")
+    return name
+
+
 def _env(*names: str) -> Any:
     """The variable(s) a field is read from; the first one set wins."""
     return AliasChoices(*names) if len(names) > 1 else names[0]
@@ -72,6 +115,7 @@ class Settings(BaseModel):
     )
     run_id: str | None = Field(
         None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",  # runcontext.RUN_ID_PATTERN (pydantic: $ ends the text)
         validation_alias=_env("LOADSTACK_RUN_ID"),
         description="the run's id (default: generated; workers take their master's)",
     )
@@ -116,6 +160,42 @@ class Settings(BaseModel):
         validation_alias=_env("LOADSTACK_ALLOW_REMOTE"),
         description="1: permit targets that are not loopback or compose services",
     )
+    allow_proxy: str | None = Field(
+        None,
+        validation_alias=_env("LOADSTACK_ALLOW_PROXY"),
+        description="`http://host:port`: the one proxy loadstack's own HTTP calls and WebSocket handshakes "
+        "use (--allow-proxy); the target guard checks it too. `http_proxy`/`https_proxy`/`all_proxy` are "
+        "never used",
+    )
+    stack_subnet: str | None = Field(
+        None,
+        validation_alias=_env("LOADSTACK_STACK_SUBNET"),
+        description="the network of loadstack's own stack: docker-compose.yml sets its compose network, the "
+        "with-backends Kubernetes overlay the cluster's Service CIDR. Its service names (target, redis, …) "
+        "must resolve into it, or to loopback",
+    )
+    target_wait: float = Field(
+        0.0,
+        ge=0,
+        le=3600,
+        allow_inf_nan=False,
+        validation_alias=_env("LOADSTACK_TARGET_WAIT"),
+        description="seconds the master waits for the target's health path before any load (0: no wait; "
+        "the Kubernetes manifests set 300). Exit 2 if it never answers",
+    )
+    generator_saturated: Literal["fail", "warn"] = Field(
+        "fail",
+        validation_alias=_env("LOADSTACK_GENERATOR_SATURATED"),
+        description="fail: a run whose load generator was the bottleneck exits 7 (docs/results.md); warn: it "
+        "is reported the same way but the exit status is the one the run would have had (for a runner you "
+        "know is shared); compare never judges such a run either way",
+    )
+    target_health_path: str = Field(
+        "/health",
+        pattern=r"^/[^\s?#]*$",
+        validation_alias=_env("LOADSTACK_TARGET_HEALTH_PATH"),
+        description="the path that wait asks for; any answer below 500 counts (a 404 is a server that is up)",
+    )
     skip_seed: bool = Field(
         False,
         validation_alias=_env("LOADSTACK_SKIP_SEED"),
@@ -155,6 +235,7 @@ class Settings(BaseModel):
     progress_interval: float = Field(
         5.0,
         gt=0,
+        le=86_400,
         validation_alias=_env("LOADSTACK_PROGRESS_INTERVAL"),
         description="seconds between progress lines",
     )
@@ -318,12 +399,14 @@ class Settings(BaseModel):
     ws_frames: int = Field(
         20,
         ge=1,
+        le=100_000,
         validation_alias=_env("LOADSTACK_WS_FRAMES"),
         description="websocket_users.py: frames per receive step",
     )
     ws_rate: float = Field(
         20.0,
         gt=0,
+        le=100_000,
         validation_alias=_env("LOADSTACK_WS_RATE"),
         description="websocket_users.py: frames per second",
     )
@@ -335,16 +418,31 @@ class Settings(BaseModel):
     http_weight: float | None = Field(
         None,
         ge=0,
+        le=limits.MAX_WEIGHT,
         validation_alias=_env("LOADSTACK_HTTP_WEIGHT"),
         description="mixed_users.py: the HTTP share (default 70); wins over the profile",
     )
     ws_weight: float | None = Field(
         None,
         ge=0,
+        le=limits.MAX_WEIGHT,
         validation_alias=_env("LOADSTACK_WS_WEIGHT"),
         description="mixed_users.py: the WebSocket share (default 30); wins over the profile",
     )
 
+    # -- OpenTelemetry: the master's OTLP metrics and the demo platform's spans ------------------
+    otel_metric_export_interval: int = Field(
+        60_000,
+        ge=100,
+        le=3_600_000,
+        validation_alias=_env("OTEL_METRIC_EXPORT_INTERVAL"),
+        description="milliseconds between two OTLP metric exports of the master",
+    )
+    demo_otlp_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("LOADSTACK_DEMO_OTLP_ENDPOINT"),
+        description="the demo platform's OTLP sink (default: `OTEL_EXPORTER_OTLP_ENDPOINT`); unset: no spans",
+    )
     # -- the demo platform ------------------------------------------------------------------
     demo_store: Literal["auto", "memory", "backend"] = Field(
         "auto",
@@ -356,15 +454,22 @@ class Settings(BaseModel):
         validation_alias=_env("LOADSTACK_DEMO_SLOW"),
         description="demo fault injection: `GLOB=MS;GLOB=MS` extra latency per path",
     )
+    demo_stall: str = Field(
+        "",
+        validation_alias=_env("LOADSTACK_DEMO_STALL"),
+        description="demo fault injection: `AT_S:DURATION_S`, the whole platform stops answering once",
+    )
     demo_latency_ms: float = Field(
         0.0,
         ge=0,
+        le=600_000,
         validation_alias=_env("LOADSTACK_DEMO_LATENCY_MS"),
         description="demo fault injection: extra latency on every request",
     )
     demo_startup_wait: float = Field(
         30.0,
         ge=0,
+        le=3600,
         validation_alias=_env("LOADSTACK_DEMO_STARTUP_WAIT"),
         description="seconds the demo waits for its backends (backend store)",
     )
@@ -389,12 +494,14 @@ class Settings(BaseModel):
     demo_oauth_token_ttl: float | None = Field(
         None,
         gt=0,
+        le=30 * 86_400,
         validation_alias=_env("LOADSTACK_DEMO_OAUTH_TOKEN_TTL"),
         description="lifetime of the demo's tokens (seconds)",
     )
     demo_oauth_fail_after: int | None = Field(
         None,
         ge=0,
+        le=limits.MAX_ITERATIONS,
         validation_alias=_env("LOADSTACK_DEMO_OAUTH_FAIL_AFTER"),
         description="the demo's token endpoint fails after N tokens (outage simulation)",
     )
@@ -414,8 +521,123 @@ class Settings(BaseModel):
         description="the secret the demo verifies HS256 tokens with",
     )
 
+    # -- OpenTelemetry (docs/observability.md; the SDK reads the same OTEL_* variables) ------
+    otel: bool = Field(
+        False,
+        validation_alias=_env("LOCUST_ENABLE_OPENTELEMETRY"),
+        description="1: trace the run with OpenTelemetry (Locust's own switch, as `--otel`)",
+    )
+    otel_traces_exporter: str = Field(
+        "otlp",
+        validation_alias=_env("OTEL_TRACES_EXPORTER"),
+        description="`otlp`, `console` or `none` (comma-separated): where spans go",
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="the OTLP receiver (default: localhost, port 4317 for grpc, 4318 for http/protobuf)",
+    )
+    otel_metrics_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="the OTLP receiver of metrics",
+    )
+    otel_logs_endpoint: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="the OTLP receiver of log records (Locust's OTel logging bridge)",
+    )
+    otel_metrics_exporter: str = Field(
+        "otlp",
+        validation_alias=_env("OTEL_METRICS_EXPORTER"),
+        description="`otlp` or `none`: whether the master sends the run's merged metrics over OTLP "
+        "(Locust's own per-process OTel metrics are replaced by them)",
+    )
+    otel_logs_exporter: str = Field(
+        "otlp",
+        validation_alias=_env("OTEL_LOGS_EXPORTER"),
+        description="`otlp`, `console` or `none`: where Locust's OTel log records go",
+    )
+    otel_protocol: Literal["grpc", "http/protobuf", "http"] = Field(
+        "grpc",
+        validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        description="OTLP transport: `grpc` or `http/protobuf` (Locust's default: grpc)",
+    )
+    otel_sampler: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_TRACES_SAMPLER"),
+        description="the SDK's sampler (`parentbased_traceidratio` with OTEL_TRACES_SAMPLER_ARG, …)",
+    )
+    otel_resource_attributes: str | None = Field(
+        None,
+        validation_alias=_env("OTEL_RESOURCE_ATTRIBUTES"),
+        description="`key=value,...` added to every span's resource (the run id is added by loadstack)",
+    )
+    otel_sqlcommenter: bool = Field(
+        False,
+        validation_alias=_env("LOADSTACK_OTEL_SQLCOMMENTER"),
+        description="1: append the trace context to SQL statements as a sqlcommenter comment (changes "
+        "statement text, so off by default)",
+    )
+    allow_otlp: str | None = Field(
+        None,
+        validation_alias=_env("LOADSTACK_ALLOW_OTLP"),
+        description="`scheme://host:port`: the one non-local OTLP endpoint telemetry may be sent to "
+        "(a telemetry sink, not a load target: --allow-remote does not allow it)",
+    )
+
     # The whole environment this was read from: secret discovery (masking) and child processes.
     environ: dict[str, str] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @field_validator("allow_proxy")
+    @classmethod
+    def _proxy(cls, value: str | None) -> str | None:
+        if value is not None:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(value)
+                port = parts.port
+            except ValueError:
+                raise ValueError("not a URL") from None
+            if parts.scheme != "http" or not parts.hostname or port is None or parts.path not in ("", "/"):
+                raise ValueError("give the proxy as http://host:port")
+        return value
+
+    @field_validator("stack_subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is not None:
+            import ipaddress
+
+            network = ipaddress.ip_network(value, strict=False)  # a ValueError names the problem
+            # Every address in it passes the target guard without --allow-remote: a public range
+            # (or 0.0.0.0/0) would be a second switch that turns the guard off.
+            if not network.is_private:
+                raise ValueError(f"{network} is not a private network; the stack's own network is one")
+        return value
+
+    @field_validator("demo_slow")
+    @classmethod
+    def _slow_rules(cls, value: str) -> str:
+        for rule in value.split(";"):
+            if rule.strip():
+                parse_slow_rule(rule.strip())
+        return value
+
+    @field_validator("demo_stall")
+    @classmethod
+    def _stall(cls, value: str) -> str:
+        if value.strip():
+            parse_stall(value.strip())
+        return value
+
+    @field_validator("sample_queues")
+    @classmethod
+    def _queue_names(cls, value: str | None) -> str | None:
+        for name in (value or "").split(","):
+            check_queue_name(name.strip())
+        return value
 
     @field_validator("run_time")
     @classmethod
@@ -449,9 +671,25 @@ class Settings(BaseModel):
         """The variable that set ``field`` (``LOADSTACK_USERS`` or ``LOCUST_USERS``), or None."""
         return variable_of(field, self.environ)
 
+    def otlp_url(self, signal: str, base: str | None = None) -> str | None:
+        """The OTLP/HTTP URL of ``traces`` or ``metrics``: ``base`` (a flag's base URL) or
+        ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/<signal>``, else the signal's own variable as is
+        (the specification's rule), else None: nothing is exported."""
+        field = "otel_metrics_endpoint" if signal == "metrics" else "otel_endpoint"
+        value = getattr(self, field)
+        if not base and value and self.source_of(field) == "OTEL_EXPORTER_OTLP_ENDPOINT":
+            base = value
+        if base:
+            return f"{base.rstrip('/')}/v1/{signal}"
+        return value
+
     def metrics_by_default(self) -> bool:
         """Launchers export metrics unless LOCUST_METRICS_EXPORT says no (plain Locust: only when it says yes)."""
         return self.metrics_export if self.source_of("metrics_export") else True
+
+    def environment_proxies(self) -> list[str]:
+        """Proxy variables set in the environment (``http_proxy``, …): loadstack never uses them."""
+        return sorted(k for k, v in self.environ.items() if v and k.lower() in PROXY_VARIABLES)
 
     def secret(self, field: str) -> str | None:
         value = getattr(self, field)
@@ -501,6 +739,12 @@ def environment_of(values: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+def set_allow_proxy(url: str) -> Settings:
+    """``--allow-proxy URL``: the same as ``LOADSTACK_ALLOW_PROXY``, for this process and its children."""
+    os.environ["LOADSTACK_ALLOW_PROXY"] = url
+    return refresh()
+
+
 def raw_environment() -> dict[str, str]:
     """This process's environment as it is, valid or not (the masker needs it even when settings are bad)."""
     return dict(os.environ)
@@ -510,6 +754,16 @@ def raw_environment() -> dict[str, str]:
 def current() -> Settings:
     """This process's settings (read once: a Locust process's environment does not change mid-run)."""
     return Settings.load()
+
+
+def hand_otel_to_locust(config: Settings) -> None:
+    """Trim what Locust's OTel setup reads next from this process's environment (``config`` holds
+    the user's values already): its exporters would take proxies from it, and its per-process
+    metric labels requests by their raw names.  The master's merged metrics
+    (:mod:`loadstack.metrics.otlp`) are sent, masked, instead."""
+    for name in config.environment_proxies():
+        os.environ.pop(name, None)
+    os.environ["OTEL_METRICS_EXPORTER"] = "none"
 
 
 def refresh() -> Settings:

@@ -3,8 +3,8 @@
 A launcher asks its target three things, and nothing about what it is:
 what environment the target and the load generators must share (auth
 secrets), which processes or compose services to start, and what the run
-looks like once the target answers (its URL, auth endpoints, the queues it
-shares with the run for teardown).  :class:`Target` is an existing platform:
+looks like once the target answers (its URL, auth endpoints, the tables where it
+stores the run's rows, for teardown).  :class:`Target` is an existing platform:
 nothing to start.  The demo platform implements the same interface in
 ``loadstack_demo.target``.
 """
@@ -54,10 +54,16 @@ class Target:
     # Compose: the services that are the target, and its URL inside the compose network.
     compose_services: tuple[str, ...] = ()
     compose_url: str | None = None
+    # PostgreSQL tables where the target stores the run's rows with the run id in ``run_id``:
+    # teardown deletes from these (and the profile's ``teardown: tables``), never from any other.
+    run_tables: tuple[str, ...] = ()
 
     def settle(self, run: RunSettings, url: str) -> RunSettings:
-        """The run aimed at the started target."""
-        return run.model_copy(update={"host": url})
+        """The run aimed at the started target (and its declared tables, for teardown)."""
+        return self.declare_tables(run).model_copy(update={"host": url})
+
+    def declare_tables(self, run: RunSettings) -> RunSettings:
+        return run.with_teardown_tables(list(self.run_tables)) if self.run_tables else run
 
     def describe(self, url: str) -> str:
         return f"target: {url}"

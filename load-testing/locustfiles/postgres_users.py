@@ -7,7 +7,8 @@ placement in a transaction, recent-order lists and a revenue report.
 (``LOADSTACK_PG_POOL_SIZE``, default 5) between all users of a worker; with
 more users than connections, ``pool/acquire`` shows how long requests queue
 for a connection and when the pool gives up (seed 001's "connection pool
-saturation").  Every row carries the run id, so teardown can remove it.
+saturation").  Every row carries the run id, and ``teardown_tables`` tells teardown
+which tables those are: it deletes the run's rows there and touches no other table.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 import psycopg2
 from locust import between, events, task
 
-from loadstack import runcontext
+from loadstack import runcontext, safety
 from loadstack.settings import current
 from loadstack.users.postgres import PostgresUser, SharedPool, connect, default_dsn
 
@@ -62,8 +63,8 @@ def create_schema(environment, **_kwargs) -> None:
         return
     try:
         conn = connect(default_dsn())
-    except psycopg2.Error:
-        return  # the users will report the connection failures themselves
+    except (psycopg2.Error, safety.RemoteTargetError):
+        return  # the users will report the connection failures (and refusals) themselves
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(742001)")
@@ -75,6 +76,8 @@ def create_schema(environment, **_kwargs) -> None:
 
 class ShopDatabaseUser(PostgresUser):
     wait_time = between(0.5, 2)
+    # The tables this user writes (with the run id in run_id): teardown deletes the run's rows here.
+    teardown_tables = ("lt_customers", "lt_orders", "lt_payments")
 
     def on_start(self) -> None:
         self.run_id = runcontext.current().run_id

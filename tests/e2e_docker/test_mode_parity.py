@@ -53,8 +53,14 @@ def quick_profile() -> Iterator[str]:
         path.unlink()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stack_down() -> Iterator[dict[str, str]]:
+    """One compose stack (the checkout's project, on free ports) for every test here, down at the end.
+
+    A docker run leaves the backends up, so the next run reuses them instead of starting them
+    again (compose recreates a container whose settings differ, e.g. the demo's auth mode): one
+    stack start and one ``down`` for the module rather than one per test.
+    """
     env = _env(LOADSTACK_RUN_MODE="docker")
     try:
         yield env

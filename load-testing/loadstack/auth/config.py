@@ -82,7 +82,15 @@ class AuthSpec(BaseModel):
 
 
 class AuthConfigError(ValueError):
-    """Auth settings that cannot work; the run stops before it starts (exit 2)."""
+    """Auth settings that cannot work; the run stops before it starts (exit 2).
+
+    ``variable``: the environment variable whose value is wrong, when it is one (a message about
+    ``LOADSTACK_JWT_ALGORITHM`` must not send the reader to the profile's ``auth:`` line).
+    """
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 def resolve(
@@ -96,7 +104,8 @@ def resolve(
         source = (
             "--auth-mode" if flag else (config.source_of("auth_mode") if config.auth_mode else "auth.mode")
         )
-        raise AuthConfigError(f"{source}: auth mode {mode!r} is not one of {', '.join(MODES)}")
+        variable = source if source not in ("--auth-mode", "auth.mode") else None
+        raise AuthConfigError(f"{source}: auth mode {mode!r} is not one of {', '.join(MODES)}", variable)
     data["mode"] = mode
     for name, field in ENV_FIELDS.items():
         raw = getattr(config, field)
@@ -107,14 +116,14 @@ def resolve(
             try:
                 value: Any = json.loads(raw)
             except ValueError as exc:
-                raise AuthConfigError(f"{var}: not a JSON object: {exc}") from None
+                raise AuthConfigError(f"{var}: not a JSON object: {exc}", var) from None
             if not isinstance(value, dict):
-                raise AuthConfigError(f"{var}: expected a JSON object of claims")
+                raise AuthConfigError(f"{var}: expected a JSON object of claims", var)
         elif name == "ttl":
             try:
                 value = to_seconds(raw)
             except ValueError as exc:
-                raise AuthConfigError(f"{var}: {exc}") from None
+                raise AuthConfigError(f"{var}: {exc}", var) from None
         else:
             value = raw
         data[name] = value
@@ -123,6 +132,11 @@ def resolve(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        top = str(first["loc"][0]) if first["loc"] else ""
+        variable = config.source_of(ENV_FIELDS[top]) if top in ENV_FIELDS else None
+        if variable:
+            shown = str(first.get("input", ""))[:60]
+            raise AuthConfigError(f"{variable}: invalid value {shown!r}: {first['msg']}", variable) from None
         raise AuthConfigError(f"auth.{where}: {first['msg']}") from None
 
 

@@ -127,6 +127,18 @@ def run_step(step: Step, run: ChainRun) -> None:
     if step.when is not None and not _holds(step, step.when, run):
         metrics.counters.skipped(run.chain.name, step.name)
         return
+    tracing = run.rt.tracing
+    if tracing is None:
+        _repeat_step(step, run)
+    elif step.kind in ("think", "sleep"):  # a pause is an event of the iteration, not a span
+        _repeat_step(step, run)
+        tracing.event(step.kind, {"loadstack.chain.step": step.name})
+    else:
+        with tracing.step(run.chain.name, step.name, step.kind):
+            _repeat_step(step, run)
+
+
+def _repeat_step(step: Step, run: ChainRun) -> None:
     repeat = step.repeat
     if repeat is None:
         step.execute(run)
@@ -205,6 +217,15 @@ class Chain:
         # A row of the chain's data feeder, held by this run alone (waits while every row is held;
         # a used-up `unique` feeder stops the user).
         row_id, row = feeders.take(self.data) if self.data else (None, None)
+        if runtime.tracing is None:
+            return self._run(runtime, row_id, row)
+        runtime.iterations += 1
+        with runtime.tracing.iteration(
+            self.name, user_class=type(runtime.user).__name__, number=runtime.iterations
+        ):
+            return self._run(runtime, row_id, row)
+
+    def _run(self, runtime: ChainRuntime, row_id: Any, row: Any) -> bool:
         start = time.perf_counter()
         error: str | None = None
         try:

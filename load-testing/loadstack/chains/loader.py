@@ -10,7 +10,7 @@ sequence and jumping backwards has a bound, ``since`` names an earlier step,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import yaml
 from loadstack import configfile
 from loadstack.chains.engine import Chain
 from loadstack.chains.kinds import Step, build_step
-from loadstack.chains.kinds.http import request_file
+from loadstack.chains.kinds.http import inside, request_file
 from loadstack.chains.schema import (
     AwaitStepSpec,
     BranchStepSpec,
@@ -107,6 +107,15 @@ def _file_problems(spec: HttpSpec, loc: Loc, base_dir: Path | None) -> list[tupl
                     )
                 )
                 continue
+        if base_dir is not None and not inside(base_dir, path):
+            problems.append(
+                (
+                    field,
+                    f"{path!r} resolves to a file outside the chain file's directory (a symlink?); "
+                    "keep request files next to the chain",
+                )
+            )
+            continue
         found = request_file(base_dir, path)
         if not found.is_file():
             problems.append((field, f"no such file: {path!r} (looked for {found.absolute()})"))
@@ -287,13 +296,45 @@ def parse_chain_list(value: str) -> list[tuple[str, float]]:
     return out
 
 
+def sources(run: Any, config: Any) -> tuple[list[tuple[str, float]], str]:
+    """The run's chain files and what named them: ``$LOADSTACK_CHAINS``, else the run settings'
+    ``chains``.  The one answer for the users that run them and the pre-run checks alike."""
+    if config.chains:
+        return parse_chain_list(config.chains), "LOADSTACK_CHAINS"
+    return [(c.path, c.weight) for c in run.chains or []], f"{run.profile_file}: chains"
+
+
 def configured() -> list[tuple[str, float]]:
     """Chain files of the current run: ``$LOADSTACK_CHAINS``, else the run settings' ``chains``."""
     from loadstack import runcontext, settings
 
-    if env := settings.current().chains:
-        return parse_chain_list(env)
-    return [(c.path, c.weight) for c in runcontext.current().settings.chains or []]
+    return sources(runcontext.current().settings, settings.current())[0]
+
+
+def env_names(refs: Iterable[str]) -> list[str]:
+    """The environment variables (``env.X``) among a template's references, sorted."""
+    return sorted({name for top, _, name in (ref.partition(".") for ref in refs) if top == "env" and name})
+
+
+def env_references(path: str | Path) -> list[tuple[int | None, str, str]]:
+    """``(line, field, variable)`` of each ``env.X`` a (valid) chain file's templates read, first
+    use of each variable only: the run checks they are set before any load."""
+    path = Path(path)
+    data, node = configfile.read_document(path)
+    spec = configfile.validate(ChainSpec, data, node, path)
+    found: dict[str, tuple[int | None, str, str]] = {}
+
+    def add(refs: set[str], loc: Loc) -> None:
+        for name in env_names(refs):
+            if name not in found:
+                found[name] = (configfile.line_of(node, loc), configfile.field_path(loc), name)
+
+    for name, value in (spec.vars or {}).items():
+        add(references(compile_value(value)), ("vars", name))
+    base_dir = path.parent.absolute()
+    for step, _, loc, _ in _walk(spec.steps, data.get("steps") or [], ("steps",)):
+        add(build_step(step, base_dir).references(), loc)
+    return list(found.values())
 
 
 def load_all(files: list[tuple[str, float]]) -> list[Chain]:

@@ -46,6 +46,8 @@ class ChainRuntime:
         self.faker = Faker()
         self.faker.seed_instance(base_seed * 7919 + self.index)
         self.timed = TimedClient(self.environment, user=user)
+        self.tracing = self.timed._tracing  # None unless OTel is on: one trace per chain iteration
+        self.iterations = 0
         self._clients: dict[str, Any] = {}
         self.taps: dict[str, str] = {}
 

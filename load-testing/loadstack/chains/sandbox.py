@@ -73,6 +73,35 @@ def checked(value: Any) -> Any:
     return value
 
 
+def check_result(value: Any) -> Any:
+    """``value`` when its whole size is within the budget, else :class:`BudgetError`.
+
+    A template that is one expression keeps its type, so its result is measured as what it becomes
+    on the wire: every item of every nested list or mapping, and every character of every text,
+    counted as often as it appears.  ``[[0] * 10000] * 10000`` is 10,000 references to one list
+    (small in memory, each product within the budget) but 300 MB as JSON.  The walk stops as soon
+    as the budget is exceeded, so measuring costs at most ``MAX_LENGTH`` steps.
+    """
+    size, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        checked(item)
+        if isinstance(item, str | bytes):
+            size += len(item)
+        elif isinstance(item, dict):
+            size += len(item)
+            stack += item.keys()
+            stack += item.values()
+        elif isinstance(item, list | tuple | set | frozenset):
+            size += len(item)
+            stack += item
+        else:
+            size += 1
+        if size > MAX_LENGTH:
+            raise BudgetError(f"evaluates to a value of more than {MAX_LENGTH} characters or items in all")
+    return value
+
+
 def _length(value: Any) -> int | None:
     return len(value) if isinstance(value, _SIZED) else None
 

@@ -84,7 +84,7 @@ class Expression:
     def __call__(self, scope: dict[str, Any]) -> Any:
         try:
             with sandbox.budget():
-                value = self._fn(**scope)
+                value = sandbox.check_result(self._fn(**scope))
         except jinja2.TemplateError as exc:  # undefined names, sandbox violations, the budget
             raise TemplateError(f"{_short(self.source)}: {exc.message}") from None
         except EVALUATION_ERRORS as exc:

@@ -56,6 +56,8 @@ def seed_customers(
         try:
             with safety.urlopen(request, allow_remote=allow_remote, timeout=10) as resp:
                 return "created" if resp.status in (200, 201) else f"HTTP {resp.status}"
+        except safety.RemoteTargetError as exc:  # the guard refused a hop (a redirect elsewhere)
+            raise SeedRefused(f"seed: {exc} (registering customer {idx} at {register_path})") from None
         except urllib.error.HTTPError as exc:
             return "existing" if exc.code == 409 else f"HTTP {exc.code} for customer {idx}"
         except OSError as exc:
@@ -78,6 +80,10 @@ def seed_customers(
 
 class SeedError(Exception):
     """Seeding failed: the run must not start against half-seeded data."""
+
+
+class SeedRefused(SeedError):
+    """The target guard refused where seeding was sent (a redirect to another host): bad input, exit 2."""
 
 
 def seed_run(

@@ -1,9 +1,14 @@
-"""Teardown after a run: delete everything tagged with its run id.
+"""Teardown after a run: delete what the run wrote, tagged with its run id, and nothing else.
 
 What carries a run id, and how it is found:
 
-* PostgreSQL: every table (outside the system schemas) with a ``run_id``
-  column; rows are deleted, tables referencing others first.
+* PostgreSQL: only the tables declared for the run (the profile's ``teardown: tables``, the
+  target's :attr:`~loadstack.targets.Target.run_tables`, a user class's ``teardown_tables``),
+  recorded in ``run-metadata.json`` when the run starts (:class:`Plan`).  A table nobody
+  declared is never touched, whatever columns it has.  A declared table's ``run_id`` column must
+  hold text (run ids are text): any other type, a missing column or a view is an error that
+  leaves the table alone and fails the run (exit status 5), never a silent skip.  Rows are
+  deleted with ``WHERE run_id = <run id>``, tables referencing others first.
 * Redis: keys named ``loadtest:{run_id}:…`` (SCAN) and the keys listed in the
   index set ``loadtest:{run_id}:keys`` (keys the platform wrote under other
   names, such as the demo's ``order:{id}``).
@@ -17,41 +22,110 @@ What carries a run id, and how it is found:
   platform's consumer drops a message whose ``x-loadstack-run-id`` names an
   ended run (the demo's consumer does; see docs/chains.md for the contract).
 
-Every part is idempotent; an unreachable backend is skipped and reported.
+Every part is idempotent.  What could not be removed is :attr:`TeardownReport.left` (the run's
+exit status is 5 and the console names it).  A backend that did not answer when the run started
+either cannot hold anything of the run: it is only *skipped*.
+
+:func:`teardown_for_run_id` is the entry point for whoever tears a run down after the fact (a
+launcher whose master died): it reads the run's recorded plan from its results directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import amqp
 import psycopg2
 import redis
 
-from loadstack import safety, settings
+from loadstack import profiles, safety, settings
 from loadstack.inspect.rabbitmq import InspectError, QueueInspector
 from loadstack.masking import mask_patterns
 
 RUN_ID_HEADER = "x-loadstack-run-id"
 
 
+# A declared table: the profile's own rule (plain identifiers, optionally schema-qualified), matched
+# as a whole string (fullmatch: its `$` would also match before a trailing newline).
+TABLE_NAME = re.compile(profiles.TABLE_NAME)
+# Column types that hold loadstack's run ids as they are (text); citext compares the same way.
+TEXT_TYPES = ("text", "varchar", "bpchar", "citext")
+BACKENDS = ("postgres", "redis", "rabbitmq")
+
+
 @dataclass
 class TeardownReport:
     deleted: dict[str, int] = field(default_factory=dict)
+    # Not attempted, and nothing of the run can be there (refused by the guard, or the backend
+    # did not answer at the start either).
     skipped: dict[str, str] = field(default_factory=dict)
+    # What teardown could not remove (or could not check): the run fails with exit status 5.
+    left: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.left
 
     def line(self) -> str:
         parts = [f"{k} {v}" for k, v in self.deleted.items() if v]
         text = ", ".join(parts) or "nothing to delete"
         if self.skipped:
             text += "; skipped: " + "; ".join(f"{k} ({v})" for k, v in self.skipped.items())
+        if self.left:
+            text += "; NOT FINISHED, left: " + "; ".join(f"{k} ({v})" for k, v in self.left.items())
         return text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deleted": self.deleted, "skipped": self.skipped}
+        return {"deleted": self.deleted, "skipped": self.skipped, "left": self.left}
+
+
+@dataclass
+class Plan:
+    """What teardown may touch, decided when the run starts and recorded in ``run-metadata.json``.
+
+    ``answered``: which backends answered at the start (None: not known, e.g. a launcher tearing
+    down after its master died, then every failure counts as data left behind).
+    """
+
+    postgres_tables: list[str] = field(default_factory=list)
+    answered: dict[str, bool] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"postgres_tables": self.postgres_tables, "answered": self.answered}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        tables = [str(t) for t in data.get("postgres_tables") or [] if TABLE_NAME.fullmatch(str(t))]
+        answered = data.get("answered")
+        return cls(
+            tables, {str(k): bool(v) for k, v in answered.items()} if isinstance(answered, dict) else None
+        )
+
+
+def declared_tables(run_tables: Iterable[str], user_classes: Iterable[type]) -> tuple[list[str], list[str]]:
+    """The run's declared tables (run settings first, then ``teardown_tables`` of the user classes
+    that run), and what is wrong with them (bad input, exit 2 before anything starts)."""
+    tables: list[str] = list(run_tables)
+    problems: list[str] = []
+    for cls in user_classes:
+        declared = getattr(cls, "teardown_tables", ()) or ()
+        if isinstance(declared, str):
+            declared = (declared,)
+        for name in declared:
+            if not isinstance(name, str) or not TABLE_NAME.fullmatch(name):
+                problems.append(
+                    f"{cls.__module__}.{cls.__name__}.teardown_tables: {name!r} is not a table name "
+                    "(letters, digits, _ and $, optionally schema.table)"
+                )
+            else:
+                tables.append(name)
+    return list(dict.fromkeys(tables)), problems
 
 
 def _why(exc: BaseException) -> str:
@@ -60,24 +134,51 @@ def _why(exc: BaseException) -> str:
 
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
-def _run_id_tables(cur: Any) -> list[str]:
+def _resolve(cur: Any, name: str) -> tuple[str | None, str | None]:
+    """(schema-qualified name, problem) of a declared table; (None, None) when it does not exist
+    (the target never created it, e.g. the demo on its in-memory store: nothing can be there)."""
     cur.execute(
-        """SELECT format('%I.%I', c.table_schema, c.table_name)
-           FROM information_schema.columns c JOIN information_schema.tables t
-             ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-           WHERE c.column_name = 'run_id' AND t.table_type = 'BASE TABLE'
-             AND c.table_schema NOT IN ('pg_catalog', 'information_schema')
-           ORDER BY 1"""
+        """SELECT format('%%I.%%I', n.nspname, c.relname), c.relkind, t.typname, format_type(a.atttypid, a.atttypmod)
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'run_id' AND NOT a.attisdropped
+           LEFT JOIN pg_type t ON t.oid = a.atttypid
+           WHERE c.oid = to_regclass(%s)""",
+        (name,),
     )
-    return [r[0] for r in cur.fetchall()]
+    row = cur.fetchone()
+    if row is None:
+        return None, None
+    qualified, kind, typname, shown = row
+    if kind not in ("r", "p"):
+        return None, f"{qualified} is not a table (relkind {kind}): not touched"
+    if typname is None:
+        return None, f"{qualified} has no run_id column: not touched"
+    if typname not in TEXT_TYPES:
+        return None, (
+            f"{qualified}.run_id is {shown}, not text: it cannot hold this run's id, so it is not "
+            "loadstack's to delete from; not touched (declare only tables whose run_id holds run ids)"
+        )
+    return qualified, None
 
 
-def postgres_teardown(dsn: str, run_id: str) -> dict[str, int]:
+def postgres_teardown(
+    dsn: str, run_id: str, tables: Sequence[str], *, allow_remote: bool = False
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Delete the run's rows from the declared ``tables`` only: (rows deleted per table, what was left)."""
     deleted: dict[str, int] = {}
-    with contextlib.closing(psycopg2.connect(dsn, connect_timeout=3)) as conn:
+    left: dict[str, str] = {}
+    with contextlib.closing(
+        psycopg2.connect(safety.guarded_dsn(dsn, allow_remote=allow_remote), connect_timeout=3)
+    ) as conn:
         conn.autocommit = True
         with conn.cursor() as cur:
-            pending = _run_id_tables(cur)
+            pending: list[str] = []
+            for name in tables:
+                qualified, problem = _resolve(cur, name)
+                if problem:
+                    left[f"postgres {name}"] = problem
+                elif qualified and qualified not in pending:
+                    pending.append(qualified)
             # Rows referenced by another table's rows fail with a foreign-key error until the
             # referencing rows are gone: retry until a pass makes no progress.
             while pending:
@@ -89,17 +190,46 @@ def postgres_teardown(dsn: str, run_id: str) -> dict[str, int]:
                             deleted[table] = deleted.get(table, 0) + cur.rowcount
                     except psycopg2.errors.ForeignKeyViolation:
                         failed.append(table)
-                if len(failed) == len(pending):
-                    raise RuntimeError(f"cannot delete run rows from {', '.join(failed)}: foreign keys")
+                    except psycopg2.Error as exc:
+                        left[f"postgres {table}"] = _why(exc)
+                if failed and len(failed) == len(pending):
+                    for table in failed:
+                        left[f"postgres {table}"] = (
+                            "rows of other tables refer to the run's rows (foreign keys)"
+                        )
+                    break
                 pending = failed
-    return deleted
+    return deleted, left
 
 
-def postgres_remaining(dsn: str, run_id: str) -> dict[str, int]:
+def postgres_remaining(dsn: str, run_id: str, tables: Sequence[str] | None = None) -> dict[str, int]:
+    """Rows still tagged with ``run_id``: in ``tables``, or (None) in every table with a ``run_id``
+    column, compared as text (read-only: for checks and tests, whatever the column's type)."""
     left: dict[str, int] = {}
-    with contextlib.closing(psycopg2.connect(dsn, connect_timeout=3)) as conn, conn.cursor() as cur:
-        for table in _run_id_tables(cur):
-            cur.execute(f"SELECT count(*) FROM {table} WHERE run_id = %s", (run_id,))
+    with (
+        contextlib.closing(
+            psycopg2.connect(safety.guarded_dsn(dsn, allow_remote=False), connect_timeout=3)
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        conn.autocommit = True  # a table dropped meanwhile fails its own count, not the others'
+        if tables is None:
+            cur.execute(
+                """SELECT format('%I.%I', c.table_schema, c.table_name)
+                   FROM information_schema.columns c JOIN information_schema.tables t
+                     ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                   WHERE c.column_name = 'run_id' AND t.table_type = 'BASE TABLE'
+                     AND c.table_schema NOT IN ('pg_catalog', 'information_schema')
+                   ORDER BY 1"""
+            )
+            names = [r[0] for r in cur.fetchall()]
+        else:
+            names = [q for q in (_resolve(cur, t)[0] for t in tables) if q]
+        for table in names:
+            try:
+                cur.execute(f"SELECT count(*) FROM {table} WHERE run_id::text = %s", (run_id,))
+            except psycopg2.errors.UndefinedTable:
+                continue  # dropped since it was listed (another application's table): nothing of ours
             if n := cur.fetchone()[0]:
                 left[table] = n
     return left
@@ -115,8 +245,13 @@ def _redis_keys(client: redis.Redis, run_id: str) -> set[bytes]:
     return keys
 
 
-def redis_teardown(url: str, run_id: str) -> int:
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+def redis_teardown(url: str, run_id: str, *, allow_remote: bool = False) -> int:
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        **safety.redis_options(url, allow_remote=allow_remote),
+    )
     keys = sorted(_redis_keys(client, run_id))
     deleted = 0
     for i in range(0, len(keys), 500):
@@ -125,7 +260,9 @@ def redis_teardown(url: str, run_id: str) -> int:
 
 
 def redis_remaining(url: str, run_id: str) -> int:
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+    client = redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=3, **safety.redis_options(url, allow_remote=False)
+    )
     return sum(1 for k in _redis_keys(client, run_id) if client.exists(k))
 
 
@@ -137,11 +274,14 @@ def _run_queues(inspector: QueueInspector, run_id: str) -> list[str] | None:
     return [q["name"] for q in listed if q["name"].startswith(f"loadtest.{run_id}.")]
 
 
-def rabbitmq_teardown(url: str, run_id: str) -> dict[str, int]:
+def rabbitmq_teardown(url: str, run_id: str, *, allow_remote: bool = False) -> dict[str, int]:
+    """Delete the run's own queues; the management API is guarded like the broker (no switch turns it off)."""
     counts = {"queues": 0}
-    with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
-        conn = inspector.connection()
-        for name in _run_queues(inspector, run_id) or []:
+    with QueueInspector(url, allow_remote=allow_remote, queue_type="classic") as inspector:
+        names = _run_queues(inspector, run_id) or []
+        conn = inspector.connection() if names else None
+        for name in names:
+            assert conn is not None
             channel = conn.channel()
             with contextlib.suppress(amqp.exceptions.NotFound):
                 channel.queue_delete(name)
@@ -157,7 +297,7 @@ def rabbitmq_remaining(url: str, run_id: str, shared_queues: Sequence[str] = ())
     Counting messages peeks them (get + requeue): fine for a test's own queue, not for a live one.
     """
     left = {"queues": 0, "messages": 0}
-    with QueueInspector(url, allow_remote=True, queue_type="classic") as inspector:
+    with QueueInspector(url, queue_type="classic") as inspector:
         left["queues"] = len(_run_queues(inspector, run_id) or [])
         for queue in shared_queues:
             try:
@@ -178,8 +318,13 @@ def ended_key(run_id: str) -> str:
     return f"loadtest:ended:{run_id}"
 
 
-def mark_ended(url: str, run_id: str) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+def mark_ended(url: str, run_id: str, *, allow_remote: bool = False) -> None:
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        **safety.redis_options(url, allow_remote=allow_remote),
+    )
     client.set(ended_key(run_id), "1", ex=ENDED_TTL_S)
 
 
@@ -190,24 +335,79 @@ def reopen(run_id: str, config: settings.Settings | None = None, *, allow_remote
     config = config or settings.current()
     try:
         safety.check_target(config.redis_url, allow_remote=allow_remote, what="redis", environ=config.environ)
-        client = redis.Redis.from_url(config.redis_url, socket_timeout=2, socket_connect_timeout=1)
+        client = redis.Redis.from_url(
+            config.redis_url,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            **safety.redis_options(config.redis_url, allow_remote=allow_remote),
+        )
         return bool(client.delete(ended_key(run_id)))
     except (safety.RemoteTargetError, OSError, redis.RedisError):
         return False
 
 
 # -- all together ----------------------------------------------------------------------------------
+def _targets(config: settings.Settings) -> dict[str, str]:
+    return {"postgres": config.postgres_dsn, "redis": config.redis_url, "rabbitmq": config.amqp_url}
+
+
+def plan(
+    tables: Sequence[str], config: settings.Settings | None = None, *, allow_remote: bool = False
+) -> Plan:
+    """The run's plan at its start: the declared tables, and which backends answer now (a backend
+    that does not answer at the start cannot receive anything of the run through loadstack)."""
+    config = config or settings.current()
+    answered: dict[str, bool] = {}
+    for what, url in _targets(config).items():
+        if what == "postgres" and not tables:
+            continue
+        try:
+            safety.check_target(url, allow_remote=allow_remote, what=what, environ=config.environ)
+        except safety.RemoteTargetError:
+            continue  # teardown will not go there either
+        try:
+            if what == "postgres":
+                guarded = safety.guarded_dsn(url, allow_remote=allow_remote, environ=config.environ)
+                psycopg2.connect(guarded, connect_timeout=3).close()
+            elif what == "redis":
+                options = safety.redis_options(url, allow_remote=allow_remote)
+                redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3, **options).ping()
+            else:
+                # The guard stays on (an AMQP connection only: no management API call here).
+                with QueueInspector(url, allow_remote=allow_remote, queue_type="classic") as inspector:
+                    inspector.connection()
+            answered[what] = True
+        except (
+            OSError,
+            psycopg2.Error,
+            redis.RedisError,
+            amqp.exceptions.AMQPError,
+            InspectError,
+            safety.RemoteTargetError,
+        ):
+            answered[what] = False
+    return Plan(list(tables), answered)
+
+
 def teardown(
     run_id: str,
     config: settings.Settings | None = None,
     *,
     allow_remote: bool = False,
+    plan: Plan | None = None,
 ) -> TeardownReport:
-    """Delete what carries ``run_id`` and mark the run ended (see the module docstring)."""
+    """Delete what ``run_id`` wrote where ``plan`` allows, and mark the run ended (module docstring).
+
+    Without a plan, no PostgreSQL table is touched (none was declared).  A backend that fails is
+    *left* (the run fails), unless the plan says it did not answer at the start either.
+    """
     config = config or settings.current()
+    plan = plan or Plan()
     report = TeardownReport()
     dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
-    for what, url in (("postgres", dsn), ("redis", redis_url), ("rabbitmq", amqp_url)):
+    for what, url in _targets(config).items():
+        if what == "postgres" and not plan.postgres_tables:
+            continue  # nothing declared: nothing of ours to delete there
         try:
             safety.check_target(url, allow_remote=allow_remote, what=what, environ=config.environ)
         except safety.RemoteTargetError as exc:
@@ -215,13 +415,19 @@ def teardown(
             continue
         try:
             if what == "postgres":
-                for table, n in postgres_teardown(dsn, run_id).items():
+                deleted, left = postgres_teardown(
+                    dsn, run_id, plan.postgres_tables, allow_remote=allow_remote
+                )
+                for table, n in deleted.items():
                     report.deleted[f"{table} rows"] = n
+                report.left.update(left)
             elif what == "redis":
-                report.deleted["redis keys"] = redis_teardown(redis_url, run_id)
-                mark_ended(redis_url, run_id)
+                report.deleted["redis keys"] = redis_teardown(redis_url, run_id, allow_remote=allow_remote)
+                mark_ended(redis_url, run_id, allow_remote=allow_remote)
             else:
-                report.deleted["rabbitmq queues"] = rabbitmq_teardown(amqp_url, run_id)["queues"]
+                report.deleted["rabbitmq queues"] = rabbitmq_teardown(
+                    amqp_url, run_id, allow_remote=allow_remote
+                )["queues"]
         except (
             OSError,
             psycopg2.Error,
@@ -229,15 +435,48 @@ def teardown(
             amqp.exceptions.AMQPError,
             InspectError,
             RuntimeError,
+            safety.RemoteTargetError,  # refused where it was dialled (the name resolved elsewhere by then)
         ) as exc:
-            report.skipped[what] = _why(exc)
+            if plan.answered is not None and plan.answered.get(what) is False:
+                report.skipped[what] = f"{_why(exc)} (it did not answer at the start either)"
+            else:
+                scope = f" (tables {', '.join(plan.postgres_tables)})" if what == "postgres" else ""
+                report.left[what] = f"{_why(exc)}{scope}"
     return report
+
+
+def teardown_for_run_id(
+    run_id: str,
+    run_dir: Path | None = None,
+    config: settings.Settings | None = None,
+    *,
+    allow_remote: bool = False,
+    tables: Sequence[str] | None = None,
+) -> TeardownReport:
+    """Tear down ``run_id`` from outside its master (e.g. a launcher whose master died).
+
+    The plan is the one the master recorded in ``run_dir/run-metadata.json`` (``teardown``); pass
+    ``tables`` (the run settings' declared tables) when there is no such file.  Without a recorded
+    plan, every backend that fails counts as data left behind.
+    """
+    recorded: Plan | None = None
+    if run_dir is not None:
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            data = json.loads((run_dir / "run-metadata.json").read_text(encoding="utf-8"))
+            recorded = Plan.from_dict(data["teardown"]) if isinstance(data.get("teardown"), dict) else None
+    if recorded is None:
+        recorded = Plan(list(tables or []))
+    elif tables:
+        recorded.postgres_tables = list(dict.fromkeys([*recorded.postgres_tables, *tables]))
+    return teardown(run_id, config, allow_remote=allow_remote, plan=recorded)
 
 
 def remaining(
     run_id: str, config: settings.Settings | None = None, shared_queues: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """What still carries ``run_id`` (empty dicts/zeros after a successful teardown)."""
+    """What still carries ``run_id`` anywhere (empty dicts/zeros after a successful teardown).
+
+    PostgreSQL is counted in every table with a ``run_id`` column (read-only), declared or not."""
     config = config or settings.current()
     dsn, amqp_url, redis_url = config.postgres_dsn, config.amqp_url, config.redis_url
     return {

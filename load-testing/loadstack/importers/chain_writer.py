@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from loadstack.importers import printable
+from loadstack.importers import printable, sensitive
 from loadstack.importers.model import Call, Env, Generated, Ref, Scenario, Text
 
 # Per-iteration values: unique across users, iterations and runs, repeatable for one seed.
@@ -95,7 +95,7 @@ def _encoded_pairs(pairs: list[tuple[str, Any]]) -> str:
 
 def path_of(call: Call) -> str:
     """The request path; literal segments are URL-encoded already, so they hold no ``{``."""
-    path = "/" + "/".join(_ref(s, encode=True) if isinstance(s, Ref) else s for s in call.path)
+    path = "/" + "/".join(_ref(s, encode=True) if isinstance(s, Ref | Env) else s for s in call.path)
     if call.trailing_slash:
         path += "/"
     if call.query:
@@ -134,7 +134,7 @@ def step_of(call: Call) -> dict[str, Any]:
     elif call.body_file is not None:
         http["body_file"] = {"path": call.body_file.path, "content_type": call.body_file.content_type}
     elif call.body is not None:
-        http["body"] = literal(call.body)
+        http["body"] = literal(call.body) if isinstance(call.body, str) else template(call.body)
         headers["Content-Type"] = call.content_type or "text/plain; charset=utf-8"
     if headers:
         http["headers"] = headers
@@ -190,7 +190,8 @@ def usage(scenario: Scenario) -> list[str]:
 
 def render(scenario: Scenario, header: str) -> str:
     """The chain as YAML text, with ``header`` (and what to set) as a leading comment."""
-    lines = [*header.splitlines(), *usage(scenario)]
+    mask = sensitive.masker()  # the header quotes the source (a URL may hold a password)
+    lines = [*map(mask, header.splitlines()), *usage(scenario)]
     comment = "".join(f"# {printable(line)}".rstrip() + "\n" for line in lines)
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: same output, faster
     body = yaml.dump(chain_document(scenario), Dumper=dumper, sort_keys=False, allow_unicode=True, width=110)

@@ -44,9 +44,10 @@ def _max_bytes(args: argparse.Namespace) -> int:
 
 
 def _write(scenario: Any, args: argparse.Namespace, source: str, style: str, lines: list[str]) -> int:
+    from loadstack import masking
     from loadstack.importers import output
 
-    shown = source if "://" in source else Path(source).name
+    shown = masking.mask_url(source) if "://" in source else Path(source).name
     text = output.render(
         scenario, args.format, output.header(scenario, f"loadstack import {args.import_command} {shown}", source),
         style=style,

@@ -116,7 +116,7 @@ def _candidate(key: str, value: Any) -> bool:
     if isinstance(value, str):
         if len(value) < 4 or len(value) > 4096:
             return False
-        return bool(_ID_KEY.search(key) or _TOKEN_KEY.search(key) or _SHAPED.match(value))
+        return bool(_ID_KEY.search(key) or _TOKEN_KEY.search(key) or _SHAPED.fullmatch(value))
     return False
 
 
@@ -173,6 +173,7 @@ class Correlator:
         self.dropped_auth = 0
         self.dropped_cookies: set[str] = set()
         self.pairs: dict[str, str] = {}  # "kept"/"generated" -> example, for the summary
+        self.masked_files: list[str] = []  # calls whose file bodies held a secret (masked in files/)
 
     # -- credentials -------------------------------------------------------------------------
     def _plan_credentials(self) -> None:
@@ -184,7 +185,7 @@ class Correlator:
                     continue  # decided by the call that sent it first (the sign-up before the login)
                 if signup:
                     if user is not None and user not in self.credentials:
-                        kind = "email" if _EMAIL.match(user) else "username"
+                        kind = "email" if _EMAIL.fullmatch(user) else "username"
                         self.credentials[user] = self._generated(
                             "email" if kind == "email" else user_key or "username", kind, user
                         )
@@ -234,7 +235,7 @@ class Correlator:
 
     def _email(self, value: Any) -> Ref | None:
         """An e-mail address the recording typed in: fresh per iteration (a sign-up can run again)."""
-        if not isinstance(value, str) or not _EMAIL.match(value):
+        if not isinstance(value, str) or not _EMAIL.fullmatch(value):
             return None
         return self._generated("email", "email", value)
 
@@ -251,7 +252,11 @@ class Correlator:
             return self.credentials[value]
         if isinstance(value, str) and value and SECRET_FIELD.search(key):
             return self.secrets.env(value, key, f"{key} of {where}")
-        return self._email(value) or value
+        if isinstance(value, str):
+            return self._email(value) or self.secrets.scrub(
+                value, key or "value", f"a secret in {key or 'a value'} of {where}"
+            )
+        return value
 
     def _header(self, name: str, value: str, where: str) -> Any:
         if name.lower() == "authorization":
@@ -269,7 +274,7 @@ class Correlator:
             return ref
         if SECRET_HEADER.search(name) and value:
             return self.secrets.env(value, name, f"header {name} of {where}")
-        return value
+        return self.secrets.scrub(value, name, f"a secret in header {name} of {where}")
 
     def _cookie_header(self, rec: Recorded) -> Text | str | Ref | Env | None:
         """Cookies the browser had before the recording started; the client's jar keeps the rest."""
@@ -293,6 +298,9 @@ class Correlator:
         for segment in (s for s in rec.path.split("/") if s):
             previous = next((p for p in reversed(path) if isinstance(p, str) and not looks_like_id(p)), "")
             ref = self._ref(segment, hint=f"{singular(previous)}_id" if previous else None)
+            scrubbed = self.secrets.scrub(segment, "path_secret", f"a secret in the path of {where}")
+            if ref is None and scrubbed != segment:
+                ref = self.secrets.env(segment, "path_secret", f"a secret in the path of {where}")
             path.append(ref or urllib.parse.quote(segment, safe=_PATH_SAFE))
         headers: dict[str, Any] = {}
         for name, value in rec.headers.items():
@@ -307,6 +315,11 @@ class Correlator:
         if body.multipart is not None:
             fields = [(k, self._field(k, v, where)) for k, v in body.multipart.fields]
             multipart = Multipart(fields=fields, files=body.multipart.files)
+        for item in [*(multipart.files if multipart else []), *([body.file] if body.file else [])]:
+            masked = self.secrets.scrub_bytes(item.data)
+            if masked is not None:
+                item.data = masked
+                self.masked_files.append(where)
         call = Call(
             method=rec.method,
             path=path,
@@ -317,7 +330,9 @@ class Correlator:
             json=self._field("", body.json, where) if body.has_json else None,
             form=[(k, self._field(k, v, where)) for k, v in body.form] if body.form is not None else None,
             multipart=multipart,
-            body=body.text,
+            body=self.secrets.scrub(body.text, "body", f"a secret in the body of {where}")
+            if body.text is not None
+            else None,
             body_file=body.file,
             content_type=body.content_type,
             expect_status=[rec.status] if rec.status else [],
@@ -378,6 +393,11 @@ class Correlator:
             shown = ", ".join(sorted(repr(c[:30]) for c in self.dropped_cookies)[:8])
             notes.append(
                 f"cookies the browser had before the recording and no session needs were left out: {shown}"
+            )
+        if self.masked_files:
+            notes.append(
+                "secrets in file bodies were masked (a file cannot read the environment): put the real "
+                f"values back in the files under files/ of {', '.join(sorted(set(self.masked_files))[:5])}"
             )
         if "kept" in self.pairs:
             notes.append(

@@ -319,7 +319,7 @@ def select(
             continue
         path = parts.path or "/"
         forced = bool(include) and _matches(include, host, path)
-        if not method or not _TOKEN.match(method):
+        if not method or not _TOKEN.fullmatch(method):
             verdicts[index] = "malformed method"
         elif method not in METHODS:
             verdicts[index] = "method a replay cannot send (WebDAV, custom)"
@@ -428,7 +428,7 @@ def _headers(index: int, entry: Entry, notes: list[str]) -> dict[str, str]:
     for name, value in _pairs(entry.request.headers):
         if name.startswith(":") or name.lower() in DROPPED_HEADERS or name.lower().startswith("sec-"):
             continue  # HTTP/2 pseudo-headers (Chrome), browser-managed headers
-        if not _TOKEN.match(name) or _BAD_VALUE.search(value):
+        if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
             notes.append(
                 f"entry {index}: dropped header {name[:40]!r}: not a valid HTTP header name or value"
             )

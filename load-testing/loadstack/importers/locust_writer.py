@@ -18,7 +18,7 @@ import keyword
 import re
 from typing import Any
 
-from loadstack.importers import ImportProblem
+from loadstack.importers import ImportProblem, sensitive
 from loadstack.importers.model import Call, Env, Generated, Ref, Scenario, Text
 
 GENERATED_CODE = {
@@ -63,8 +63,8 @@ def _url(call: Call) -> str:
     literal = ""
     for segment in call.path:
         literal += "/"
-        if isinstance(segment, Ref):
-            parts += [repr(literal), f"quote(str(v[{segment.var!r}]), safe='')"]
+        if isinstance(segment, Ref | Env):
+            parts += [repr(literal), f"quote(str({py(segment)}), safe='')"]
             literal = ""
         else:
             literal += segment
@@ -106,7 +106,7 @@ def _request(call: Call, indent: str, files: dict[int, str]) -> list[str]:
         args.append(f"data={files[id(call.body_file)]}")
         headers["Content-Type"] = call.body_file.content_type
     elif call.body is not None:
-        args.append(f"data={call.body!r}.encode('utf-8')")
+        args.append(f"data=({py(call.body)}).encode('utf-8')")
         headers["Content-Type"] = call.content_type or "text/plain; charset=utf-8"
     items = [f"{str(k)!r}: {py(v)}" for k, v in headers.items()]
     if content_type_code:
@@ -172,13 +172,14 @@ def _generated_lines(generated: dict[str, Generated], indent: str) -> list[str]:
 def render(scenario: Scenario, header: str, *, style: str = "session") -> str:
     calls = scenario.calls
     uses_query = any(c.query or c.form is not None for c in calls)
-    uses_quote = any(isinstance(s, Ref) for c in calls for s in c.path)
+    uses_quote = any(isinstance(s, Ref | Env) for c in calls for s in c.path)
     thinks = any(c.think_before > 0 for c in calls)
     multipart = any(c.multipart is not None for c in calls)
     files = {id(f): _file_constant(i) for i, f in enumerate(scenario.files(), 1)}
     captures = {k for c in calls for cap in c.captures for k in ("html_input", "cookie") if getattr(cap, k)}
     replay_names = sorted(captures | ({"secret"} if scenario.secrets else set()))
-    notes = [*header.strip().splitlines(), *_usage(scenario)]
+    mask = sensitive.masker()  # the header quotes the source (a URL may hold a password)
+    notes = [*map(mask, header.strip().splitlines()), *_usage(scenario)]
     lines = [docstring("\n".join(notes) + "\n"), "", "from __future__ import annotations", ""]
     if scenario.generated:
         lines.append("import uuid")

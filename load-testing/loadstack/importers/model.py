@@ -91,7 +91,7 @@ def json_path(keys: JsonPath) -> str | None:
     for key in keys:
         if isinstance(key, int):
             out += f"[{key}]"
-        elif _PLAIN_KEY.match(key):
+        elif _PLAIN_KEY.fullmatch(key):
             out += f".{key}"
         elif "'" not in key:
             out += f"['{key}']"
@@ -134,7 +134,7 @@ class BodyFile:
 @dataclass
 class Call:
     method: str
-    path: list[str | Ref]  # segments, without the query
+    path: list[str | Ref | Env]  # segments, without the query
     name: str  # the stat entry, ids grouped: /api/v1/orders/[id]
     step: str  # a unique step name: post_orders
     query: list[tuple[str, Any]] = field(default_factory=list)
@@ -142,7 +142,7 @@ class Call:
     json: Any = None
     form: list[tuple[str, Any]] | None = None  # application/x-www-form-urlencoded fields, decoded
     multipart: Multipart | None = None
-    body: str | None = None  # any other text body, verbatim
+    body: str | Text | Env | None = None  # any other text body, verbatim but for its secrets
     body_file: BodyFile | None = None
     content_type: str | None = None  # of ``body``
     trailing_slash: bool = False
@@ -159,7 +159,7 @@ class Call:
     def envs(self) -> set[str]:
         """The environment variables this call reads."""
         fields = self.multipart.fields if self.multipart else None
-        return envs_in([self.path, self.query, self.headers, self.json, self.form, fields])
+        return envs_in([self.path, self.query, self.headers, self.json, self.form, fields, self.body])
 
 
 @dataclass
@@ -229,12 +229,15 @@ _VERSION = re.compile(r"^v\d+$")
 
 
 def looks_like_id(segment: str) -> bool:
-    return bool(_ID_SEGMENT.match(segment))
+    return bool(_ID_SEGMENT.fullmatch(segment))
 
 
-def stat_name(path: list[str | Ref]) -> str:
+def stat_name(path: list[str | Ref | Env]) -> str:
     """``/api/v1/orders/42`` and ``/api/v1/orders/{order_id}`` both become ``/api/v1/orders/[id]``."""
-    return "/" + "/".join("[id]" if isinstance(s, Ref) or looks_like_id(s) else s for s in path)
+    return "/" + "/".join(
+        "[secret]" if isinstance(s, Env) else "[id]" if isinstance(s, Ref) or looks_like_id(s) else s
+        for s in path
+    )
 
 
 class Names(set[str]):
@@ -258,7 +261,7 @@ def step_name(method: str, name: str, taken: Names) -> str:
     words = [
         "id" if s == "[id]" else re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
         for s in name.split("/")
-        if s and s != "api" and not _VERSION.match(s)
+        if s and s != "api" and not _VERSION.fullmatch(s)
     ]
     base = "_".join([method.lower(), *[w for w in words if w]])[:56] or method.lower()
     return taken.unique(base)

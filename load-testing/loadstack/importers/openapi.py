@@ -26,9 +26,11 @@ import re
 import urllib.parse
 from typing import Any
 
+from loadstack.importers import ImportProblem
 from loadstack.importers.model import (
     Call,
     Capture,
+    Env,
     FilePart,
     Multipart,
     Names,
@@ -40,6 +42,7 @@ from loadstack.importers.model import (
 )
 from loadstack.importers.openapi_doc import Resolver, load, obj, seq, text
 from loadstack.importers.schema_values import Values
+from loadstack.importers.sensitive import SECRET_FIELD, SECRET_HEADER, Secrets
 
 __all__ = ["load", "scenario_from"]
 
@@ -53,6 +56,26 @@ _PARAM = re.compile(r"\{([^}/]+)\}")
 _PATH_SAFE = "!$&'()*+,;=:@%-._~"
 # The bytes of a generated file part: small, recognisable, valid as text.
 SAMPLE_FILE = b"loadstack generated file\n"
+
+
+def _protect(value: Any, key: str, secrets: Secrets, where: str, *, header: bool = False) -> Any:
+    """A document's value with its secrets read from the environment, as the masker sees them.
+
+    A document's examples are often real: an ``api_key`` parameter's example, an ``X-API-Key``
+    header's, a password in a request body's example.  A text under a secret-looking name becomes
+    an environment variable whole (a sample key cannot sign in anyway); any other text keeps what the
+    masker does not call a secret.
+    """
+    if isinstance(value, dict):
+        return {k: _protect(v, str(k), secrets, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_protect(v, key, secrets, where) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    secret_name = SECRET_HEADER.search(key) if header else SECRET_FIELD.search(key)
+    if secret_name:
+        return secrets.env(value, f"openapi_{key}", f"{key} of {where} (the document's example)")
+    return secrets.scrub(value, f"openapi_{key}", f"a secret in {key} of {where} (the document's example)")
 
 
 def _statuses(op: dict[str, Any], where: str) -> list[int]:
@@ -234,6 +257,7 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
             ops.append((path, method, op, list(merged.values()), here))
 
     steps = Names()
+    secrets = Secrets()
     values = Values(resolve, seed=seed, ids=ids)
     calls: list[tuple[Call, set[str], set[str]]] = []  # call, variables needed, variables produced
     for path, method, op, params, where in ops:
@@ -244,7 +268,7 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
             )
             continue
         needed: set[str] = set()
-        segments: list[str | Ref] = []
+        segments: list[str | Ref | Env] = []
         for segment in (s for s in path.split("/") if s):
             match = _PARAM.fullmatch(segment)
             if not match:
@@ -260,6 +284,14 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
                 value = values.for_schema(
                     spec.get("schema") or {"type": "string"}, pname, where=f"{where}.{pname}"
                 )
+                kept = _protect(str(value), pname, secrets, f"{method.upper()} {path}")
+                if kept != str(
+                    value
+                ):  # a secret in a path segment: the whole segment is read from the environment
+                    segments.append(
+                        secrets.env(str(value), f"openapi_{pname}", f"{pname} of {method.upper()} {path}")
+                    )
+                    continue
                 segments.append(re.sub(r"[^A-Za-z0-9._~-]", lambda m: f"%{ord(m[0]):02X}", str(value)))
         query: list[tuple[str, Any]] = []
         headers: dict[str, Any] = {}
@@ -273,10 +305,12 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
             value = (
                 p["example"] if "example" in p else values.for_schema(schema, pname, where=f"{here}.schema")
             )
+            shown = f"{method.upper()} {path}"
             if placed == "query":
-                query.append((pname, _form_value(value)))
+                query.append((pname, _protect(_form_value(value), pname, secrets, shown)))
             elif placed == "header" and pname.lower() not in SKIPPED_HEADERS:
-                headers[pname] = value if isinstance(value, Ref) else str(value)
+                text_value = value if isinstance(value, Ref) else str(value)
+                headers[pname] = _protect(text_value, pname, secrets, shown, header=True)
         call = Call(
             method=method.upper(), path=segments, name=_stat_name(path), step="", query=query, headers=headers
         )
@@ -290,12 +324,16 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
                 if example is not None
                 else values.for_schema(schema, where=f"{body_where}.schema", also=must)
             )
+            shown = f"{method.upper()} {path}"
             if kind == "json":
-                call.json = body
+                call.json = _protect(body, "", secrets, shown)
             elif kind == "form":
-                call.form = _form_pairs(body)
+                call.form = [(k, _protect(v, k, secrets, shown)) for k, v in _form_pairs(body)]
             else:
                 call.multipart = _multipart(media, body, resolve, body_where)
+                call.multipart.fields = [
+                    (k, _protect(v, k, secrets, shown)) for k, v in call.multipart.fields
+                ]
                 if not call.multipart.fields and not call.multipart.files:
                     notes.append(f"skipped {method.upper()} {path}: its multipart schema has nothing to send")
                     continue
@@ -311,6 +349,11 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
             produced.add(var)
         calls.append((call, needed, produced))
 
+    if not calls:  # a chain of 0 steps would "work" and test nothing
+        found = (
+            "; ".join(notes) if notes else f"no {', '.join(m.upper() for m in METHODS)} operation under paths"
+        )
+        raise ImportProblem(f"nothing to import: {found}")
     ordered = _order(calls)
     version = text(info.get("version"), "info.version")
     return Scenario(
@@ -319,6 +362,7 @@ def scenario_from(doc: dict[str, Any], *, name: str | None = None, seed: int = 1
         calls=ordered,
         generated=dict(values.generated),
         notes=notes,
+        secrets=dict(secrets.described),
     )
 
 

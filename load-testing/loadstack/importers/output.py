@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from loadstack.importers import ImportProblem, chain_writer, locust_writer
+from loadstack.importers import ImportProblem, chain_writer, locust_writer, sensitive
 from loadstack.importers.model import BodyFile, FilePart, Scenario
 
 FORMATS = ("chain", "locustfile")
@@ -53,6 +53,8 @@ def assign_paths(scenario: Scenario) -> None:
 
 def render(scenario: Scenario, fmt: str, head: str, *, style: str) -> str:
     assign_paths(scenario)
+    # The description quotes the input (a HAR's creator and origin, an API's title): written too.
+    scenario.description = sensitive.masker()(scenario.description)
     if fmt == "chain":
         return chain_writer.render(scenario, head)
     if fmt == "locustfile":

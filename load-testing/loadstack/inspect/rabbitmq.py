@@ -38,6 +38,7 @@ import amqp
 
 from loadstack import safety, settings
 from loadstack.masking import mask_url, printable
+from loadstack.retention import PackedSamples
 
 # Heartbeats on: a broker notices a dead inspector (and frees what it holds) within 2 × this.
 HEARTBEAT_S = 30
@@ -168,7 +169,8 @@ class QueueInspector:
     # -- connection ------------------------------------------------------------
     def connection(self) -> amqp.Connection:
         if self._conn is None or not self._conn.connected:
-            conn = amqp.Connection(
+            conn = safety.amqp_connection(
+                allow_remote=self.allow_remote,
                 host=f"{self.host}:{self.port}",
                 userid=self.user,
                 password=self.password,
@@ -178,7 +180,7 @@ class QueueInspector:
             )
             try:
                 conn.connect()
-            except (OSError, amqp.exceptions.AMQPError) as exc:
+            except (OSError, amqp.exceptions.AMQPError, safety.RemoteTargetError) as exc:
                 raise InspectError(f"cannot connect to {mask_url(self.url)}: {exc}") from None
             self._conn = conn
         return self._conn
@@ -387,7 +389,8 @@ class QueueSampler:
     def __init__(self, url: str, queues: list[str], *, allow_remote: bool = False) -> None:
         self.inspector = QueueInspector(url, allow_remote=allow_remote, queue_type="classic")
         self.queues = queues
-        self.samples: dict[str, list[tuple[float, int, int]]] = {q: [] for q in queues}
+        # (time, depth, consumers) per queue, packed: reported whole, so kept whole (retention).
+        self.samples: dict[str, PackedSamples] = {q: PackedSamples() for q in queues}
         self.latest: dict[str, tuple[int, int]] = {}
         self.errors: dict[str, str] = {}
 
@@ -414,11 +417,12 @@ class QueueSampler:
                 continue
             self.errors.pop(queue, None)
             self.latest[queue] = (ok.message_count, ok.consumer_count)
-            self.samples[queue].append((round(now, 3), ok.message_count, ok.consumer_count))
+            self.samples[queue].append(round(now, 3), ok.message_count, ok.consumer_count)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for queue, samples in self.samples.items():
+        for queue, packed in self.samples.items():
+            samples = packed.rows()
             depths = [s[1] for s in samples]
             out[queue] = {
                 "samples": samples,

@@ -164,8 +164,14 @@ NO_TOUCH_MISSING = (
     "no value preview: this Redis has no CLIENT NO-TOUCH (7.2+), so reading a value would reset its "
     "idle time and LFU counter; pass --allow-touch to preview anyway"
 )
-# Keys whose names say they hold a secret: their values are never shown.
-SECRET_KEY = re.compile(r"(token|secret|passw|session|api[_-]?key|credential|auth)", re.I)
+# Keys (and hash or stream fields) whose names say they hold a secret: their values are never read or
+# shown, whatever the flags (--allow-touch only decides whether other values may be read).  Sessions
+# in all their spellings (PHPSESSID, sess:, sid), JWTs, CSRF/XSRF tokens, cookies and bearer tokens too.
+SECRET_KEY = re.compile(
+    r"(token|secret|passw|pwd|sess|(^|[^a-z])sid([^a-z]|$)|api[_-]?key|credential|auth|jwt|csrf|xsrf|cookie"
+    r"|bearer|private|signature|otp|nonce)",
+    re.I,
+)
 
 
 class RedisInspector:
@@ -189,6 +195,7 @@ class RedisInspector:
                 self.url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
+                **safety.redis_options(self.url, allow_remote=allow_remote),
             )
         except (ValueError, safety.RemoteTargetError) as exc:
             raise InspectError(str(exc)) from None
@@ -200,7 +207,7 @@ class RedisInspector:
             return
         try:
             self.client.dbsize()  # a @read command, so a read-only ACL user may send it (PING may not)
-        except redis.RedisError as exc:
+        except (redis.RedisError, safety.RemoteTargetError) as exc:
             raise InspectError(f"cannot reach {mask_url(self.url)}: {exc}") from None
         try:
             self.client.execute_command("CLIENT", "NO-TOUCH", "ON")
@@ -242,11 +249,12 @@ class RedisInspector:
             memory = c.memory_usage(key)
         except redis.RedisError:
             memory = None
+        if SECRET_KEY.search(str(_text(key))):  # not even read: a secret's preview is always the mask
+            return KeyReport(_text(key), kind, ttl, None, encoding, MASK, False, memory)
         if not self.previews:
             return KeyReport(_text(key), kind, ttl, None, encoding, None, False, memory, NO_TOUCH_MISSING)
         size, preview, truncated = self._value(key, kind)
-        if SECRET_KEY.search(_text(key)) and preview is not None:
-            preview, truncated = MASK, False
+        preview = _hide_secret_fields(preview)
         return KeyReport(
             _text(key), kind, ttl, size, encoding, masking.current().mask_obj(preview), truncated, memory
         )
@@ -289,6 +297,15 @@ class RedisInspector:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _hide_secret_fields(preview: Any) -> Any:
+    """A hash's (or a stream entry's) fields named like secrets, their values masked."""
+    if isinstance(preview, dict):
+        return {k: MASK if SECRET_KEY.search(str(k)) else _hide_secret_fields(v) for k, v in preview.items()}
+    if isinstance(preview, list):
+        return [_hide_secret_fields(v) for v in preview]
+    return preview
 
 
 def format_reports(reports: list[KeyReport], width: int = 80) -> str:

@@ -18,6 +18,7 @@ absent and the locally built ones exist.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,9 +27,11 @@ import threading
 import time
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from loadstack import exitcodes, masking, paths, settings
-from loadstack.lifecycle import Prepared, RunError, RunRequest, say, too_many_workers, worker_cap
+from loadstack import exitcodes, limits, masking, paths, settings
+from loadstack.lifecycle import Prepared, RunError, RunRequest, say, worker_cap
+from loadstack.processes import STARTUP_LIMIT_S
 from loadstack.profiles import RunSettings
 from loadstack.report import history
 from loadstack.results import read_json, update_latest
@@ -108,6 +111,22 @@ def offline_wanted(flag: bool = False) -> bool:
     if flag or config.compose_offline:
         return True
     return not _image_exists(config.postgres_image) and all(_image_exists(i) for i in OFFLINE_IMAGES)
+
+
+def project_name(env: dict[str, str]) -> str:
+    """The project name docker compose gives this checkout: COMPOSE_PROJECT_NAME, else the folder's name."""
+    name = env.get("COMPOSE_PROJECT_NAME") or paths.project_root().name
+    return re.sub(r"[^-_a-z0-9]", "", name.lower())
+
+
+def labelled(kind: str, project: str) -> set[str]:
+    """Full ids of the project's containers (stopped ones too) or networks, by compose's own label."""
+    listing = ["ps", "-aq"] if kind == "container" else ["network", "ls", "-q"]
+    probe = _quiet(
+        ["docker", *listing, "--no-trunc", "--filter", f"label=com.docker.compose.project={project}"],
+        timeout=60,
+    )
+    return set(probe.stdout.split()) if probe is not None and probe.returncode == 0 else set()
 
 
 class Compose:
@@ -251,7 +270,7 @@ class ComposeLauncher:
             # Offline mode has no Alloy: Prometheus scrapes the master itself (infra/prometheus/prometheus.yml).
             self.compose.run("up", "-d", *services, capture=True)
         if target.compose_services:
-            self.compose.wait_healthy(target.compose_services[0], timeout=180)
+            self.compose.wait_healthy(target.compose_services[0], timeout=STARTUP_LIMIT_S)
 
     def start_locust(self, run: RunSettings, prepared: Prepared) -> None:
         assert self.compose is not None
@@ -330,23 +349,72 @@ class ComposeLauncher:
 
 
 def ui(request: RunRequest) -> int:
-    """The web UI stack on compose: everything up, the master with Locust's web UI."""
+    """The web UI stack on compose: everything up, the master with Locust's web UI.
+
+    The stack is the checkout's project, which a user's own ``docker compose up`` shares.  So
+    the session creates only what is missing (``--no-recreate``, never fewer workers than are
+    up), and records the containers and networks it created in its session state: ``loadstack
+    stop`` removes those and nothing else.
+    """
+    from loadstack import background
+
+    state = background.read_state()
+    if state and background.running(state):
+        say(f"already running: {state['web_url']} (loadstack stop to end it)")
+        return exitcodes.OK
     workers = request.workers or os.cpu_count() or 1
-    cap = worker_cap(request)
-    if cap is not None and workers > cap:
-        raise RunError(f"--workers: {too_many_workers(workers)}", exitcodes.BAD_INPUT)
+    refused = limits.too_many_workers(workers, worker_cap(request) is None)
+    if refused:
+        raise RunError(f"--workers: {refused}", exitcodes.BAD_INPUT)
     profile = request.profile if "/" in request.profile else f"/app/profiles/{request.profile}.yml"
     env = settings.environment_of({"container_mode": "ui", "profile": profile, "web_port": request.web_port})
     compose = Compose(offline=offline_wanted(request.offline), env=env)
     compose.ensure_images()
-    compose.run("up", "-d", "--scale", f"worker={workers}", capture=True)
+    project = project_name(compose.env)
+    before = {kind: labelled(kind, project) for kind in ("container", "network")}
+    scale = max(workers, len(compose.containers("worker")))  # a user's workers are not scaled down
     config = settings.current()
+    web_url = f"http://127.0.0.1:{request.web_port}"
+    try:
+        compose.run("up", "-d", "--no-recreate", "--scale", f"worker={scale}", capture=True)
+    finally:
+        created = {kind: sorted(labelled(kind, project) - ids) for kind, ids in before.items()}
+        background.record_compose_session(project, created["container"], created["network"], web_url)
+    shared = len(before["container"])
     say(
-        f"Locust web UI: http://127.0.0.1:{request.web_port}   ({workers} workers; metrics on "
+        f"Locust web UI: {web_url}   ({scale} workers; metrics on "
         f"http://127.0.0.1:{config.metrics_port}/metrics)"
     )
+    if shared:
+        say(
+            f"compose project {project} was already up: this session started {len(created['container'])} "
+            "containers of its own; `loadstack stop` removes only those"
+        )
     say("stop with: just load-test stop   (or just stack down)")
     return exitcodes.OK
+
+
+def stop_session(session: dict[str, Any]) -> None:
+    """Remove the containers and networks a compose ``ui`` session created, and nothing else."""
+    containers = [c for c in session.get("containers") or [] if isinstance(c, str)]
+    if containers:
+        say(
+            f"stopping the {len(containers)} containers this session started (project {session.get('project')}) …"
+        )
+        _quiet(["docker", "stop", "--time", "30", *containers], timeout=600)
+        _quiet(["docker", "rm", *containers], timeout=300)
+    for network in session.get("networks") or []:
+        # Refused while a container of someone else's uses it: then it stays, as it should.
+        _quiet(["docker", "network", "rm", str(network)], timeout=60)
+
+
+def session_running(session: dict[str, Any]) -> bool:
+    """Any container the compose session started still runs."""
+    containers = [c for c in session.get("containers") or [] if isinstance(c, str)]
+    if not containers:
+        return False
+    probe = _quiet(["docker", "inspect", "-f", "{{.State.Running}}", *containers], timeout=60)
+    return probe is not None and "true" in probe.stdout.split()
 
 
 def running(offline: bool = False) -> list[str]:

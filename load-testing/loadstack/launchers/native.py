@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import signal
 import sys
-import urllib.request
 
-from loadstack import exitcodes, masking, settings
+from loadstack import exitcodes, masking, safety, settings
 from loadstack.launchers import locust
 from loadstack.lifecycle import Prepared, RunError, say
-from loadstack.processes import Child, free_port, wait_until
+from loadstack.processes import STARTUP_LIMIT_S, Child, free_port, wait_until
 from loadstack.profiles import RunSettings
 from loadstack.targets import Process, Target
 
@@ -56,7 +55,7 @@ class NativeLauncher:
         self._start(first, prepared)
         health = first.health_url
         assert health is not None
-        wait_until(lambda: not self.target[0].alive() or _answers(health), timeout=30)
+        wait_until(lambda: not self.target[0].alive() or _answers(health), timeout=STARTUP_LIMIT_S)
         if not self.target[0].alive():
             raise RunError(f"{first.name} failed to start:\n" + "\n".join(self.target[0].tail[-10:]))
         url = f"http://127.0.0.1:{self.target_port}"
@@ -138,8 +137,9 @@ class NativeLauncher:
 
 
 def _answers(url: str) -> bool:
+    """Whether a target loadstack started answers its health URL (on loopback: no proxy, no redirect away)."""
     try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
+        with safety.urlopen(url, allow_remote=False, timeout=1) as resp:
             return resp.status == 200
-    except OSError:
+    except (OSError, safety.RemoteTargetError):
         return False

@@ -22,6 +22,7 @@ from prometheus_client.core import (
     InfoMetricFamily,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
 
 from loadstack import masking
 from loadstack.inspect.rabbitmq import QueueSampler
@@ -31,8 +32,17 @@ WORKER_STATES = ("ready", "spawning", "running", "stopped", "missing")
 
 
 def _histogram(family: HistogramMetricFamily, labels: list[str], tally: RequestTally) -> None:
+    """One histogram series; a bucket with an exemplar carries it (served in OpenMetrics only)."""
     cumulative = list(accumulate(tally.buckets))
-    buckets = [(repr(b), c) for b, c in zip(BUCKETS, cumulative, strict=False)] + [("+Inf", cumulative[-1])]
+    bounds = [*map(repr, BUCKETS), "+Inf"]
+    buckets: list[Any] = []
+    for index, (bound, count) in enumerate(zip(bounds, cumulative, strict=True)):
+        exemplar = tally.exemplars.get(index)
+        if exemplar is None:
+            buckets.append((bound, count))
+        else:
+            trace_id, span_id, seconds, at = exemplar
+            buckets.append((bound, count, Exemplar({"trace_id": trace_id, "span_id": span_id}, seconds, at)))
     family.add_metric(labels, buckets, tally.seconds)
 
 
@@ -94,7 +104,7 @@ class LoadstackCollector(Collector):
             labels=[*base, "chain", "step"],
         )
         self.metrics.sync()
-        snapshot = dict(self.metrics.requests)
+        snapshot = self.metrics.by_request()
         self.chains |= {name for (method, name) in snapshot if method == "CHAIN"}
         for (method, name), tally in sorted(snapshot.items()):
             requests.add_metric([*self.run, method, name, "success"], tally.ok)

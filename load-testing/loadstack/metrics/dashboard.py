@@ -4,7 +4,14 @@ A small builder of our own rather than grafana-foundation-sdk: the SDK's PyPI
 releases are republished per Grafana version under timestamp epochs (hundreds of
 builds), which makes a stable pin awkward, and this dashboard needs four panel
 types.  The generated JSON is committed at ``infra/grafana/dashboards/load-testing.json``;
-a test fails when it is stale.
+a test fails when it is stale, and tests/test_dashboard_grafana.py parses it with the SDK's
+typed model (a test extra) and runs every query as Grafana expands it.
+
+Every ``rate()`` window is ``$__rate_interval``: Grafana makes it at least four scrape
+intervals of the data source (``timeInterval``), so a panel never asks for a window holding
+fewer than two samples, at any zoom and whether Prometheus scrapes the master itself or Alloy
+pushes the samples. The heatmap plots per-second rates too, so overlapping windows do not
+count an observation twice.
 """
 
 from __future__ import annotations
@@ -24,8 +31,16 @@ METHODS = ["GET", "POST", "PUT", "DELETE", "HTTP", "WS", "SQL", "AMQP", "REDIS",
 
 
 def target(
-    expr: str, legend: str = "", ref: str = "A", *, instant: bool = False, fmt: str = "time_series"
+    expr: str,
+    legend: str = "",
+    ref: str = "A",
+    *,
+    instant: bool = False,
+    fmt: str = "time_series",
+    exemplar: bool = False,
 ) -> dict:
+    """One Prometheus query; ``exemplar`` asks for the trace ids of the latency buckets too (once per
+    panel: every quantile of a histogram would show the same exemplars again)."""
     return {
         "datasource": DATASOURCE,
         "expr": expr,
@@ -34,6 +49,7 @@ def target(
         "instant": instant,
         "range": not instant,
         "format": fmt,
+        **({"exemplar": True} if exemplar else {}),
     }
 
 
@@ -73,13 +89,13 @@ def _unit(unit: str, **defaults: Any) -> dict:
 def error_rate(by: str = "") -> str:
     group = f" by ({by})" if by else ""
     return (
-        f'100 * sum{group} (rate(locust_requests_total{{{RUN_METHOD}, status="failure"}}[$interval]))'
-        f" / sum{group} (rate(locust_requests_total{{{RUN_METHOD}}}[$interval]))"
+        f'100 * sum{group} (rate(locust_requests_total{{{RUN_METHOD}, status="failure"}}[$__rate_interval]))'
+        f" / sum{group} (rate(locust_requests_total{{{RUN_METHOD}}}[$__rate_interval]))"
     )
 
 
 def quantile(q: float, metric: str, selector: str, by: str = "le") -> str:
-    return f"histogram_quantile({q}, sum by ({by}) (rate({metric}_bucket{{{selector}}}[$interval])))"
+    return f"histogram_quantile({q}, sum by ({by}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))"
 
 
 def panels() -> list[dict]:
@@ -139,7 +155,7 @@ def panels() -> list[dict]:
             "Request rate by endpoint",
             [
                 target(
-                    f"sum by (method, name) (rate(locust_requests_total{{{RUN_METHOD}}}[$interval]))",
+                    f"sum by (method, name) (rate(locust_requests_total{{{RUN_METHOD}}}[$__rate_interval]))",
                     "{{method}} {{name}}",
                 )
             ],
@@ -159,7 +175,11 @@ def panels() -> list[dict]:
             "timeseries",
             "Response time p50 / p95 / p99",
             [
-                target(quantile(q, "locust_request_duration_seconds", RUN_METHOD), f"p{int(q * 100)}")
+                target(
+                    quantile(q, "locust_request_duration_seconds", RUN_METHOD),
+                    f"p{int(q * 100)}",
+                    exemplar=q == 0.99,  # a slow bucket's exemplar opens the trace behind it
+                )
                 for q in (0.5, 0.95, 0.99)
             ],
             12,
@@ -182,9 +202,10 @@ def panels() -> list[dict]:
             "Request duration heatmap",
             [
                 target(
-                    f"sum by (le) (increase(locust_request_duration_seconds_bucket{{{RUN_METHOD}}}[$interval]))",
+                    f"sum by (le) (rate(locust_request_duration_seconds_bucket{{{RUN_METHOD}}}[$__rate_interval]))",
                     "{{le}}",
                     fmt="heatmap",
+                    exemplar=True,
                 )
             ],
             12,
@@ -214,7 +235,13 @@ def panels() -> list[dict]:
         g.panel(
             "timeseries",
             "Chain end-to-end p95",
-            [target(quantile(0.95, "loadstack_chain_duration_seconds", RUN, "le, chain"), "{{chain}}")],
+            [
+                target(
+                    quantile(0.95, "loadstack_chain_duration_seconds", RUN, "le, chain"),
+                    "{{chain}}",
+                    exemplar=True,
+                )
+            ],
             12,
             8,
             **_unit("s"),
@@ -226,6 +253,7 @@ def panels() -> list[dict]:
                 target(
                     quantile(0.95, "loadstack_chain_step_duration_seconds", RUN, "le, chain, step"),
                     "{{chain}}/{{step}}",
+                    exemplar=True,
                 )
             ],
             12,
@@ -248,6 +276,35 @@ def panels() -> list[dict]:
             7,
             **_unit("short"),
         ),
+        g.panel(
+            "timeseries",
+            "Generator health: loop lag p99 and CPU per process",
+            [
+                target(
+                    f"max by (process) (loadstack_generator_loop_lag_seconds{{{RUN}}})", "lag {{process}}"
+                ),
+                target(f"max by (process) (loadstack_generator_cpu_share{{{RUN}}})", "CPU {{process}}"),
+            ],
+            24,
+            8,
+            description=(
+                "How late each Locust process's event loop woke (p99 of its last second of 100 ms"
+                " wake-ups, left axis) and the CPU it used (1 = one core, right axis). Above 100 ms or"
+                " 90 % for more than a quarter of the run, the run is marked generator_saturated."
+            ),
+            fieldConfig={
+                "defaults": {"unit": "s"},
+                "overrides": [
+                    {
+                        "matcher": {"id": "byFrameRefID", "options": "B"},
+                        "properties": [
+                            {"id": "unit", "value": "percentunit"},
+                            {"id": "custom.axisPlacement", "value": "right"},
+                        ],
+                    }
+                ],
+            },
+        ),
     ]
     return out
 
@@ -260,7 +317,6 @@ def variables() -> list[dict]:
             "type": "query",
             "datasource": DATASOURCE,
             "query": {"query": "label_values(loadstack_run_info, run_id)", "refId": "run_id"},
-            "definition": "label_values(loadstack_run_info, run_id)",
             "refresh": 2,
             "sort": 2,
             "includeAll": True,
@@ -278,16 +334,6 @@ def variables() -> list[dict]:
             "multi": True,
             "allValue": ".*",
             "current": {"text": "All", "value": "$__all"},
-        },
-        {
-            "name": "interval",
-            "label": "Interval",
-            "type": "interval",
-            "query": "15s,30s,1m,5m,15m",
-            "auto": True,
-            "auto_count": 60,
-            "auto_min": "15s",
-            "current": {"text": "auto", "value": "$__auto_interval_interval"},
         },
     ]
 

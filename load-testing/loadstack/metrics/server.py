@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from loadstack import runcontext, settings
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.masking import mask_url
-from loadstack.metrics import enabled
+from loadstack.metrics import enabled, otlp
 from loadstack.metrics.aggregate import RequestMetrics
 from loadstack.metrics.collector import LoadstackCollector, Masked
 
@@ -28,16 +28,23 @@ def install(
 ) -> RequestMetrics | None:
     """Plugin init hook.  Workers count and report; the master (or a local runner) also serves.
 
-    ``collectors`` add metric families of other features (e.g. dropped iterations).
+    ``collectors`` add metric families of other features (e.g. dropped iterations).  With
+    OpenTelemetry on, every process keeps exemplars and the master also pushes the metrics over
+    OTLP (:mod:`loadstack.metrics.otlp`), with or without the Prometheus exporter.
     """
-    if not enabled():
+    otel = otlp.enabled(environment)
+    if not enabled() and not otel:
         return None
-    metrics = RequestMetrics()
+    metrics = RequestMetrics(otlp.current_span() if otel else None)
     metrics.attach(environment, role)
     if role == "worker":
         return metrics
     ev = environment.events
     ctx = runcontext.current()
+    if otel:
+        otlp.start(environment, metrics, ctx.run_id, ctx.profile)
+    if not enabled():
+        return metrics
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         LoadstackCollector(

@@ -97,6 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     results.write_json(json_path, comparison.as_dict())
     html_path.write_text(comparison_page(comparison, base_doc, current_doc), encoding="utf-8")
     print(f"\ncomparison: {html_path} (and .json)")
+    if comparison.inconclusive:
+        return exitcodes.GENERATOR_SATURATED
     return exitcodes.REGRESSION if comparison.regressions else exitcodes.OK
 
 
@@ -111,7 +113,9 @@ def register(sub: Any) -> None:
     p.add_argument("--results-dir", help="default: ./results")
     p.set_defaults(handler=cmd_report)
 
-    p = sub.add_parser("compare", help="regression check of a run against a baseline (exit 4 on regression)")
+    p = sub.add_parser(
+        "compare", help="regression check of a run against a baseline (exit 4 on regression, 7 inconclusive)"
+    )
     p.add_argument("run_id", nargs="?", default="latest", metavar="RUN_ID", help="default: latest")
     p.add_argument("--baseline", default="latest-passing", help="RUN_ID or latest-passing (default)")
     p.add_argument(

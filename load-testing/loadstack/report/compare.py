@@ -10,8 +10,20 @@ tolerance) and **significant**:
   run's latency histogram: the p95 of a resample of N requests is the k-th order
   statistic, i.e. the empirical quantile function at U ~ Beta(k, N−k+1), so each
   replicate costs one beta draw instead of N draws.
+* noise: the low end of that interval also exceeds the window-to-window p95 spread the two runs
+  themselves show (the larger of their q90 − q10 of per-report-window p95s, see
+  :mod:`loadstack.window_spread`).  Load beside the generator comes in bursts, so slow
+  requests cluster in time and the per-request bootstrap (which assumes independent
+  requests) is too sure of itself: two runs of the same build on a busy machine moved
+  p95 by +57..150 % with a bootstrap interval above zero.  A difference inside what each
+  run's own windows vary by is reported (``within_noise``), not called a regression.
+  Runs without window figures (a local runner, older summaries) are judged without it.
 * error rate: the increase exceeds ``error_tolerance_pp`` percentage points
   (default 1) and a one-sided two-proportion z-test gives p < ``alpha``.
+
+* the generator: when either run's load generator was saturated (summary.json's
+  ``generator``, :mod:`loadstack.generator_health`), its latencies include the generator's own
+  delays; no regression is called and the comparison is *inconclusive* (exit status 7).
 
 A Mann–Whitney U test (computed from the histograms, midranks for ties) is
 reported for the whole distribution as information.  Throughput changes are
@@ -27,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from loadstack.gates import percentile
+from loadstack.generator_health import BOTTLENECK
+from loadstack.window_spread import noise_ms
 
 
 @dataclass
@@ -38,6 +52,8 @@ class Settings:
     resamples: int = 2000
     min_requests: int = 20
     seed: int = 0
+    # Judge p95 against the runs' own window-to-window spread (False: the bootstrap alone).
+    window_noise: bool = True
 
 
 @dataclass
@@ -53,6 +69,10 @@ class EndpointResult:
     regression: bool
     reasons: list[str] = field(default_factory=list)
     note: str = ""
+    # The larger of the two runs' window p95 spreads (ms), None without enough windows.
+    p95_noise_ms: float | None = None
+    # The p95 rise passed tolerance and bootstrap but not the runs' own noise: not a regression.
+    within_noise: str = ""
 
 
 @dataclass
@@ -63,6 +83,8 @@ class Comparison:
     endpoints: list[EndpointResult]
     only_in_baseline: list[str]
     only_in_current: list[str]
+    # Why no regression can be called (a run whose generator was saturated); "" when judged.
+    inconclusive: str = ""
 
     @property
     def regressions(self) -> list[EndpointResult]:
@@ -74,6 +96,7 @@ class Comparison:
             "current": self.current_run,
             "settings": asdict(self.settings),
             "regression": bool(self.regressions),
+            "inconclusive": self.inconclusive or None,
             "endpoints": [asdict(e) for e in self.endpoints],
             "only_in_baseline": self.only_in_baseline,
             "only_in_current": self.only_in_current,
@@ -158,6 +181,12 @@ def _change(b: float, c: float) -> dict[str, float | None]:
     return {"abs": round(c - b, 6), "rel": round((c - b) / b, 6) if b else None}
 
 
+def _run_noise(baseline: dict[str, Any], current: dict[str, Any], key: tuple[str, str]) -> float | None:
+    """The larger window p95 spread of the two runs, or None when either run has no such figure."""
+    spreads = [noise_ms(run, *key) for run in (baseline, current)]
+    return None if None in spreads else round(max(s for s in spreads if s is not None), 3)
+
+
 def compare(
     baseline: dict[str, Any], current: dict[str, Any], settings: Settings | None = None
 ) -> Comparison:
@@ -191,11 +220,21 @@ def compare(
             result.p95_ci_ms = (lo, hi)
             result.mann_whitney_p = mann_whitney_p(hb, hc)
             delta = p95_c - p95_b
+            result.p95_noise_ms = _run_noise(baseline, current, key) if settings.window_noise else None
+            noise = result.p95_noise_ms
             if p95_b and delta / p95_b > settings.p95_tolerance and delta > settings.p95_min_ms and lo > 0:
-                result.regression = True
-                result.reasons.append(
-                    f"p95 {p95_b:g} → {p95_c:g} ms (+{delta / p95_b:.0%}, 95% CI of the difference {lo:+g}…{hi:+g} ms)"
-                )
+                rise = f"p95 {p95_b:g} → {p95_c:g} ms (+{delta / p95_b:.0%}"
+                # Beyond the noise with 95 % confidence: the interval's low end, not the point
+                # estimate (a p95 of a hundred requests moves by more than its windows do).
+                if noise is not None and lo <= noise:
+                    result.within_noise = (
+                        f"{rise}, 95% CI from {lo:+g} ms: within the {noise:g} ms its windows vary by"
+                        " in these runs)"
+                    )
+                else:
+                    beyond = f", beyond the runs' {noise:g} ms window spread" if noise is not None else ""
+                    result.regression = True
+                    result.reasons.append(f"{rise}, 95% CI of the difference {lo:+g}…{hi:+g} ms{beyond})")
         result.error_p = error_increase_p(b["failures"], b["count"], c["failures"], c["count"])
         increase_pp = 100 * (fc["error_rate"] - fb["error_rate"])
         if (
@@ -209,6 +248,13 @@ def compare(
             )
         results.append(result)
     label = lambda k: f"{k[0]} {k[1]}"  # noqa: E731
+    inconclusive = _generator_bottleneck(baseline, current)
+    if inconclusive:
+        for result in results:
+            if result.regression:  # what it would have called, kept as a note
+                result.regression = False
+                result.note = "not judged (generator saturated): " + "; ".join(result.reasons)
+                result.reasons = []
     return Comparison(
         baseline["run_id"],
         current["run_id"],
@@ -216,7 +262,19 @@ def compare(
         results,
         [label(k) for k in sorted(base_rows.keys() - cur_rows.keys())],
         [label(k) for k in sorted(cur_rows.keys() - base_rows.keys())],
+        inconclusive,
     )
+
+
+def _generator_bottleneck(baseline: dict[str, Any], current: dict[str, Any]) -> str:
+    """ "inconclusive: ..." naming the run(s) whose generator was saturated, or ""."""
+    runs = [
+        f"{side} run {run['run_id']}"
+        + (f" ({run['generator']['reason']})" if run["generator"].get("reason") else "")
+        for side, run in (("baseline", baseline), ("current", current))
+        if isinstance(run.get("generator"), dict) and run["generator"].get("saturated")
+    ]
+    return f"{BOTTLENECK} in the {' and the '.join(runs)}" if runs else ""
 
 
 def format_table(comparison: Comparison) -> str:
@@ -238,12 +296,24 @@ def format_table(comparison: Comparison) -> str:
         )
     regressions = comparison.regressions
     lines.append("")
-    if regressions:
+    if comparison.inconclusive:
+        lines.append(comparison.inconclusive)
+        lines.append("no regression is called: compare a run whose generator kept up")
+        lines.extend(
+            f"  {e.type} {e.name}: {e.note}"
+            for e in comparison.endpoints
+            if e.note.startswith("not judged (generator")
+        )
+    elif regressions:
         lines.append(f"REGRESSION in {len(regressions)} of {len(comparison.endpoints)} endpoints:")
         for e in regressions:
             lines.append(f"  {e.type} {e.name}: " + "; ".join(e.reasons))
     else:
         lines.append(f"no regression ({len(comparison.endpoints)} endpoints compared)")
+    noisy = [e for e in comparison.endpoints if e.within_noise]
+    if noisy:
+        lines.append("within the runs' own noise (not called a regression):")
+        lines.extend(f"  {e.type} {e.name}: {e.within_noise}" for e in noisy)
     for label, names in (
         ("only in baseline", comparison.only_in_baseline),
         ("only in current", comparison.only_in_current),

@@ -19,12 +19,33 @@ FIGURES = ("count", "failures", "failure_rate", "rps", "avg_ms", "p50_ms", "p95_
 
 
 def verdict_of(summary: dict[str, Any], interrupted: bool = False) -> str:
-    """pass | fail (an SLO gate failed) | error (a gate matched nothing) | failures (no gates) | interrupted."""
+    """pass | fail (an SLO gate failed) | no requests (nothing was sent) | error (a gate matched
+    nothing) | exceptions (user code raised) | teardown failed (data left on the target) |
+    failures (no gates) | generator saturated (it would pass, but measured the generator) |
+    interrupted.  The same order as the exit status (master.exit_code_for)."""
     if interrupted:
         return "interrupted"
-    if summary.get("verdict"):
-        return str(summary["verdict"])
-    return "failures" if summary["totals"]["failures"] else "pass"
+    gate = summary.get("verdict")
+    if gate == "fail":
+        return "fail"
+    if not summary["totals"]["count"]:
+        return "no requests"
+    if gate == "error":
+        return "error"
+    if (summary.get("exceptions") or {}).get("count"):
+        return "exceptions"
+    if (summary.get("teardown") or {}).get("left"):
+        return "teardown failed"
+    verdict = str(gate) if gate else ("failures" if summary["totals"]["failures"] else "pass")
+    if verdict == "pass" and saturation_decides(summary):
+        return "generator saturated"
+    return verdict
+
+
+def saturation_decides(summary: dict[str, Any]) -> bool:
+    """A saturated generator is the run's verdict (exit 7) unless LOADSTACK_GENERATOR_SATURATED=warn."""
+    block = summary.get("generator") or {}
+    return bool(block.get("saturated")) and block.get("on_saturation", "fail") != "warn"
 
 
 def entry(summary: dict[str, Any], *, run_dir: Path, sut_version: str | None) -> dict[str, Any]:
@@ -83,11 +104,17 @@ def load(results_root: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            if number == len(lines):  # the last line, without its newline: a torn write
-                continue
-            detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            data = configfile.loads_json(line)
+        except (json.JSONDecodeError, RecursionError, configfile.NumberTooLong) as exc:
+            if number == len(lines) and not isinstance(exc, configfile.NumberTooLong):
+                continue  # the last line, without its newline: a torn write
+            detail = (
+                exc.msg
+                if isinstance(exc, json.JSONDecodeError)
+                else str(exc)
+                if isinstance(exc, configfile.NumberTooLong)
+                else "nested too deeply"
+            )
             raise ConfigError([ConfigIssue(str(path), number, "", f"not a JSON line ({detail})")]) from None
         if not isinstance(data, dict):
             raise ConfigError([ConfigIssue(str(path), number, "", "expected a JSON object per line")])

@@ -11,6 +11,7 @@ import time
 from html import escape
 from typing import Any
 
+from loadstack.generator_health import report_line
 from loadstack.report import svg
 from loadstack.report.compare import Comparison
 
@@ -122,6 +123,10 @@ def runs_report(summaries: list[dict[str, Any]], history: dict[str, dict[str, An
         sections.append(
             _table(["type", "name", "requests", "failures", "rps", "p50", "p95", "p99", "max"], rows, left=2)
         )
+        if s.get("corrected"):
+            sections.append(_corrected_table(s["corrected"]))
+        if line := generator_line(s):
+            sections.append(line)
         if s.get("gates"):
             gate_rows = [
                 [g["target"], g["metric"], g.get("threshold"), g.get("actual"), (g["status"], g["status"])]
@@ -133,8 +138,36 @@ def runs_report(summaries: list[dict[str, Any]], history: dict[str, dict[str, An
     return page("loadstack report", sections)
 
 
+def _corrected_table(section: dict[str, Any]) -> str:
+    """An open-model run's latency from the intended start next to its service time."""
+    entries = [(f"class {n}", e) for n, e in (section.get("user_classes") or {}).items()]
+    entries += [(f"CHAIN {n}", e) for n, e in (section.get("chains") or {}).items()]
+    entries += [(f"first {e['type']} {e['name']}", e) for e in section.get("first_requests") or []]
+    entries.append(("all iterations", section["total"]))
+    rows = [
+        [label, measure, e["count"], *(_ms(e[measure][k]) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))]
+        for label, e in entries
+        for measure in ("service", "response")
+    ]
+    note = (
+        '<p class="muted">Latency from the intended start (response) against the time from the '
+        "actual start (service): iterations a stall delayed count their wait (coordinated omission)."
+        "</p>"
+    )
+    return note + _table(["iterations", "measured", "count", "p50", "p95", "p99", "max"], rows, left=2)
+
+
+def generator_line(summary: dict[str, Any]) -> str:
+    """A run's generator health in plain words ("" for a summary without it)."""
+    line = report_line(summary) if isinstance(summary.get("generator"), dict) else None
+    if not line:
+        return ""
+    css = "regression" if summary["generator"].get("saturated") else "muted"
+    return f'<p class="{css}">{escape(line)}</p>'
+
+
 def comparison_page(comparison: Comparison, baseline: dict[str, Any], current: dict[str, Any]) -> str:
-    verdict = "regression" if comparison.regressions else "no regression"
+    verdict = comparison.inconclusive or ("regression" if comparison.regressions else "no regression")
     st = comparison.settings
     rows = []
     for e in comparison.endpoints:
@@ -148,7 +181,9 @@ def comparison_page(comparison: Comparison, baseline: dict[str, Any], current: d
                 f"{e.mann_whitney_p:.2g}" if e.mann_whitney_p is not None else "-",
                 ("REGRESSION: " + "; ".join(e.reasons), "regression")
                 if e.regression
-                else ((e.note, "muted") if e.note else ("ok", "pass")),
+                else ((e.note, "muted") if e.note else
+                      (("ok: within the runs' own noise: " + e.within_noise, "muted") if e.within_noise
+                       else ("ok", "pass"))),
             ]
         )  # fmt: skip
     table = _table(
@@ -172,10 +207,14 @@ def comparison_page(comparison: Comparison, baseline: dict[str, Any], current: d
     ]
     sections = [
         f"<p>Baseline <b>{escape(comparison.baseline_run)}</b> vs current <b>{escape(comparison.current_run)}</b>: "
-        f'<span class="{"regression" if comparison.regressions else "pass"}">{verdict}</span></p>',
+        f'<span class="{"regression" if comparison.regressions or comparison.inconclusive else "pass"}">'
+        f"{escape(verdict)}</span></p>",
         f'<p class="muted">A regression needs p95 +{st.p95_tolerance:.0%} and +{st.p95_min_ms:g} ms with the 95% bootstrap '
         f"confidence interval of the difference above zero, or error rate +{st.error_tolerance_pp:g} pp with p &lt; "
-        f"{st.alpha:g} (one-sided two-proportion z-test).</p>",
+        f"{st.alpha:g} (one-sided two-proportion z-test). A p95 rise no larger than the runs' own "
+        f"window-to-window p95 spread is noise, not a regression.</p>",
+        generator_line(baseline),
+        generator_line(current),
         table,
         "<h2>Latency distributions (cumulative), baseline vs current</h2>",
         f'<div class="charts">{"".join(charts)}</div>',

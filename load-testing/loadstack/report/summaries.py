@@ -80,6 +80,26 @@ class GateResult(_Doc):
     status: Literal["pass", "fail", "error"]
 
 
+class LagFigures(_Doc):
+    p50: Figure
+    p99: Figure
+    max: Figure
+
+
+class GeneratorFigures(_Doc):
+    lag_ms: LagFigures
+    cpu_share: Figure
+    cpu_share_max: Figure
+
+
+class Generator(_Doc):
+    """summary.json's ``generator`` (loadstack.generator_health): compare reads ``saturated``."""
+
+    saturated: Annotated[bool, Strict()]
+    reason: Annotated[str, Field(max_length=100_000)] = ""
+    overall: GeneratorFigures
+
+
 class Summary(_Doc):
     run_id: RunId
     profile: str
@@ -88,11 +108,12 @@ class Summary(_Doc):
     totals: Totals
     requests: list[RequestRow]
     gates: list[GateResult] = Field(default_factory=list)
+    generator: Generator | None = None
 
 
 def check_run_id(run_id: str, what: str = "run id") -> str:
     """A run id as the command line gives it (or ``latest``): a name, never a path."""
-    if run_id != "latest" and not RUN_ID_PATTERN.match(run_id):
+    if run_id != "latest" and not RUN_ID_PATTERN.fullmatch(run_id):
         raise ConfigError(
             [
                 ConfigIssue(
@@ -113,7 +134,7 @@ def resolve_run(results_root: Path, run_id: str) -> str:
     if run_id != "latest" or not link.is_symlink():
         return run_id
     target = os.readlink(link)
-    if not RUN_ID_PATTERN.match(target):
+    if not RUN_ID_PATTERN.fullmatch(target):
         raise ConfigError(
             [ConfigIssue(str(link), None, "", f"points to {target[:80]!r}, not a run folder next to it")]
         )
@@ -131,9 +152,11 @@ def load(results_root: Path, run_id: str) -> Summary | None:
 def read(path: Path) -> Summary:
     text = configfile.read_text(path, MAX_SUMMARY_BYTES)
     try:
-        data = json.loads(text)
+        data = configfile.loads_json(text)
     except json.JSONDecodeError as exc:
         raise ConfigError([ConfigIssue(str(path), exc.lineno, "", f"invalid JSON: {exc.msg}")]) from None
+    except configfile.NumberTooLong as exc:
+        raise ConfigError([ConfigIssue(str(path), None, "", str(exc))]) from None
     except RecursionError:
         raise ConfigError([ConfigIssue(str(path), None, "", "JSON nested too deeply")]) from None
     if not isinstance(data, dict):

@@ -30,10 +30,14 @@ def _nice_max(value: float) -> float:
     return 10 * exp
 
 
-def _frame(title: str, width: int, height: int, y_max: float, y_unit: str, kind: str) -> list[str]:
+def _frame(
+    title: str, width: int, height: int, y_max: float, y_unit: str, kind: str, total_height: int | None = None
+) -> list[str]:
+    """The chart's outline: plot area of ``height``, drawn in an image of ``total_height`` (legend rows)."""
+    total = total_height or height
     parts = [
-        f'<svg class="chart {kind}" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+        f'<svg class="chart {kind}" width="{width}" height="{total}" '
+        f'viewBox="0 0 {width} {total}" role="img" aria-label="{escape(title)}">',
         f'<text x="{PAD_L}" y="18" class="title">{escape(title)}</text>',
     ]
     plot_h = height - PAD_T - PAD_B
@@ -48,17 +52,44 @@ def _frame(title: str, width: int, height: int, y_max: float, y_unit: str, kind:
     return parts
 
 
-def _legend(names: list[str], width: int, height: int) -> list[str]:
-    parts, x = [], PAD_L
+LEGEND_ROW = 16
+
+
+def _legend_rows(names: list[str], width: int) -> list[list[tuple[int, str, int]]]:
+    """Legend entries ``(series index, label, x)`` in rows that fit the width: every series is named."""
+    rows: list[list[tuple[int, str, int]]] = [[]]
+    x = PAD_L
     for i, name in enumerate(names):
-        color = PALETTE[i % len(PALETTE)]
         short = name if len(name) <= 34 else name[:33] + "…"
-        parts.append(f'<rect x="{x}" y="{height - 16}" width="10" height="10" fill="{color}"/>')
-        parts.append(f'<text x="{x + 14}" y="{height - 7}" class="legend">{escape(short)}</text>')
-        x += 24 + 7 * len(short)
-        if x > width - 120:
-            break
+        size = 24 + 7 * len(short)
+        if rows[-1] and x + size > width - PAD_R:
+            rows.append([])
+            x = PAD_L
+        rows[-1].append((i, short, x))
+        x += size
+    return rows
+
+
+def _legend_height(names: list[str], width: int) -> int:
+    """Height the legend adds below the one row the chart's bottom margin already holds."""
+    return LEGEND_ROW * (len(_legend_rows(names, width)) - 1)
+
+
+def _legend(names: list[str], width: int, height: int) -> list[str]:
+    parts = []
+    rows = _legend_rows(names, width)
+    for r, row in enumerate(rows):
+        y = height - LEGEND_ROW * (len(rows) - r)
+        for i, short, x in row:
+            color = PALETTE[i % len(PALETTE)]
+            parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{color}"/>')
+            parts.append(f'<text x="{x + 14}" y="{y + 9}" class="legend">{escape(short)}</text>')
     return parts
+
+
+def _seconds(value: float) -> str:
+    """An axis label in seconds, as exact as its position (2.4 s is not "2s")."""
+    return f"{value:.1f}".rstrip("0").rstrip(".") + "s"
 
 
 def line_chart(
@@ -73,7 +104,8 @@ def line_chart(
     """One line per series over categorical x (e.g. runs); ``None`` leaves a gap."""
     values = [v for ys in series.values() for v in ys if v is not None]
     y_max = _nice_max(max(values, default=1.0) * 1.05)
-    parts = _frame(title, width, height, y_max, unit, "line")
+    total = height + _legend_height(list(series), width)
+    parts = _frame(title, width, height, y_max, unit, "line", total)
     plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
     n = max(len(x_labels), 1)
     xs = [PAD_L + (plot_w * (i + 0.5) / n) for i in range(len(x_labels))]
@@ -96,7 +128,7 @@ def line_chart(
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{escape(name)}</title></circle>'
             )
-    parts += _legend(list(series), width, height)
+    parts += _legend(list(series), width, total)
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -116,7 +148,8 @@ def cdf_chart(title: str, curves: dict[str, dict[str, int]], *, width: int = 380
     points = {name: cdf_points(h) for name, h in curves.items()}
     cutoffs = [next((v for v, f in pts if f >= 0.995), pts[-1][0]) for pts in points.values() if pts]
     x_max = _nice_max(max(cutoffs, default=1.0))
-    parts = _frame(title, width, height, 100.0, "%", "cdf")
+    total = height + _legend_height(list(points), width)
+    parts = _frame(title, width, height, 100.0, "%", "cdf", total)
     plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
     for i in range(5):
         x = PAD_L + plot_w * i / 4
@@ -136,7 +169,7 @@ def cdf_chart(title: str, curves: dict[str, dict[str, int]], *, width: int = 380
             parts.append(
                 f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
             )
-    parts += _legend(list(points), width, height)
+    parts += _legend(list(points), width, total)
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -154,13 +187,14 @@ def time_chart(
     """Lines over time (x: seconds since the start); ``dashed`` names series drawn as dashes (targets)."""
     values = [v for ys in series.values() for v in ys if v is not None]
     y_max = _nice_max(max(values, default=1.0) * 1.05)
-    parts = _frame(title, width, height, y_max, unit, "time")
+    total = height + _legend_height(list(series), width)
+    parts = _frame(title, width, height, y_max, unit, "time", total)
     plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
     t_max = max(seconds[-1] if seconds else 1.0, 1.0)
     for i in range(6):
         x = PAD_L + plot_w * i / 5
         parts.append(
-            f'<text x="{x:.1f}" y="{height - PAD_B + 16}" class="axis" text-anchor="middle">{t_max * i / 5:.0f}s</text>'
+            f'<text x="{x:.1f}" y="{height - PAD_B + 16}" class="axis" text-anchor="middle">{_seconds(t_max * i / 5)}</text>'
         )
     for i, (name, ys) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
@@ -176,7 +210,7 @@ def time_chart(
                 f'<polyline class="series" points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
                 f"<title>{escape(name)}</title></polyline>"
             )
-    parts += _legend(list(series), width, height)
+    parts += _legend(list(series), width, total)
     parts.append("</svg>")
     return "\n".join(parts)
 

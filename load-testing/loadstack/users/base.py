@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar, TypeVar
 
 from locust import User
@@ -25,11 +25,13 @@ from locust.exception import RescheduleTask
 
 from loadstack import runcontext
 from loadstack.masking import mask_patterns
+from loadstack.telemetry import tracing_of
 
 T = TypeVar("T")
 _now = time.perf_counter
 _MAX_MESSAGE = 200
 _SIZED = (bytes, str, list, tuple, dict)
+_UNTRACED = nullcontext()  # measure()'s span when OTel is off (reusable: it holds no state)
 
 
 def short_error(exc: BaseException) -> str:
@@ -90,6 +92,8 @@ class TimedClient:
     ) -> None:
         self.environment = environment
         self._fire = environment.events.request.fire
+        # loadstack.telemetry.spans.Tracing when OTel is on; None (one test per request) when off.
+        self._tracing = tracing_of(environment)
         self.context: dict[str, Any] = {
             "run_id": runcontext.current().run_id,
             "user_class": type(user).__name__ if user is not None else None,
@@ -125,9 +129,42 @@ class TimedClient:
         )
 
     def call(
-        self, name: str, fn: Callable[..., T], /, *args: Any, request_type: str | None = None, **kwargs: Any
+        self,
+        name: str,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        request_type: str | None = None,
+        span: tuple[str, dict[str, Any]] | None = None,
+        **kwargs: Any,
     ) -> T:
-        """Time ``fn(*args, **kwargs)``; report it; raise :class:`RequestFailure` if it failed."""
+        """Time ``fn(*args, **kwargs)``; report it; raise :class:`RequestFailure` if it failed.
+
+        ``span``: the span's name and attributes when traced (default: :meth:`span_for`).
+        """
+        if self._tracing is not None:
+            span_name, attributes = span or self.span_for(name, fn, args, kwargs)
+            with self._tracing.request(span_name, attributes):
+                return self._call(name, fn, args, kwargs, request_type)
+        # Untraced (the default), the body of _call inline: every request of every client comes
+        # here, and one more call level with its argument packing is measurable against a local GET.
+        start = _now()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            raise self.failed(name, start, exc, request_type) from exc
+        self._fire(
+            request_type=request_type or self.request_type,
+            name=name,
+            response_time=(_now() - start) * 1000.0,
+            response_length=self.length_of(result),
+            exception=None,
+            context=self.context,
+        )
+        return result
+
+    def _call(self, name: str, fn: Callable[..., T], args: Any, kwargs: Any, request_type: str | None) -> T:
+        """:meth:`call`'s timed body (what the traced path runs inside its span)."""
         start = _now()
         try:
             result = fn(*args, **kwargs)
@@ -155,26 +192,43 @@ class TimedClient:
         return failure
 
     @contextmanager
-    def measure(self, name: str, request_type: str | None = None) -> Iterator[Timing]:
-        """Time a block as one request; an exception inside it is a failure (and is re-raised)."""
-        timing = Timing()
-        try:
-            yield timing
-        except RequestFailure as exc:
-            self.report(name, timing.elapsed_ms, request_type=request_type, error=exc)
-            raise
-        except Exception as exc:
-            failure = RequestFailure(short_error(exc), exc)
-            self.report(name, timing.elapsed_ms, request_type=request_type, error=failure)
-            self.on_error(exc)
-            raise failure from exc
-        self.report(
-            name,
-            timing.elapsed_ms,
-            request_type=request_type,
-            response_length=timing.response_length,
-            error=timing.error,
-        )
+    def measure(
+        self, name: str, request_type: str | None = None, *, span: tuple[str, dict[str, Any]] | None = None
+    ) -> Iterator[Timing]:
+        """Time a block as one request; an exception inside it is a failure (and is re-raised).
+
+        ``span``: the span's name and attributes when traced (default: :meth:`span_for`).
+        """
+        tracing = self._tracing
+        traced: Any = _UNTRACED
+        if tracing is not None:
+            span_name, attributes = span or self.span_for(name, None, (), {})
+            traced = tracing.request(span_name, attributes)
+        with traced:
+            timing = Timing()
+            try:
+                yield timing
+            except RequestFailure as exc:
+                self.report(name, timing.elapsed_ms, request_type=request_type, error=exc)
+                raise
+            except Exception as exc:
+                failure = RequestFailure(short_error(exc), exc)
+                self.report(name, timing.elapsed_ms, request_type=request_type, error=failure)
+                self.on_error(exc)
+                raise failure from exc
+            self.report(
+                name,
+                timing.elapsed_ms,
+                request_type=request_type,
+                response_length=timing.response_length,
+                error=timing.error,
+            )
+
+    def span_for(
+        self, name: str, fn: Callable[..., Any] | None, args: Any, kwargs: Any
+    ) -> tuple[str, dict[str, Any]]:
+        """The span name and semantic-convention attributes of one call (only asked when traced)."""
+        return name, {"loadstack.request_type": self.request_type}
 
     def length_of(self, result: Any) -> int:
         """Response size for Locust's ``response_length``; override per protocol."""

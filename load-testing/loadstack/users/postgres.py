@@ -49,7 +49,7 @@ def connect(dsn: str, *, connect_timeout: float = 5.0) -> psycopg2.extensions.co
         dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
     )
     conn = psycopg2.connect(
-        dsn,
+        safety.guarded_dsn(dsn, allow_remote=allow_remote(), environ=settings.current().environ),
         connect_timeout=max(1, int(connect_timeout)),
         application_name=f"loadstack-{runcontext.current().run_id}"[:63],
     )
@@ -71,14 +71,25 @@ class SharedPool:
         self.acquire_timeout = acquire_timeout
         self._slots = gevent.lock.BoundedSemaphore(maxconn)
         self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        # Creating the pool checks and resolves the DSN's hosts, which yields to other greenlets:
+        # without the lock, users spawned together each made a pool, and a connection taken from
+        # one was put back into another ("trying to put unkeyed connection").
+        self._creating = gevent.lock.Semaphore()
 
     def _ensure(self) -> psycopg2.pool.ThreadedConnectionPool:
-        if self._pool is None:
+        if self._pool is not None:
+            return self._pool
+        with self._creating:
+            if self._pool is not None:
+                return self._pool
             safety.check_target(
                 self.dsn, allow_remote=allow_remote(), what="PostgreSQL", environ=settings.current().environ
             )
+            dsn = safety.guarded_dsn(
+                self.dsn, allow_remote=allow_remote(), environ=settings.current().environ
+            )
             self._pool = psycopg2.pool.ThreadedConnectionPool(
-                0, self.maxconn, self.dsn, application_name=f"loadstack-{runcontext.current().run_id}"[:63]
+                0, self.maxconn, dsn, application_name=f"loadstack-{runcontext.current().run_id}"[:63]
             )
         return self._pool
 
@@ -166,9 +177,42 @@ class PostgresClient(TimedClient):
                 self.conn = None
 
     # -- statements ------------------------------------------------------------
-    def _run(self, name: str, sql: str, params: Any, fetch: str | None, check: Any = None) -> Any:
+    def _run_traced(self, name: str, sql: str, params: Any, fetch: str | None, check: Any) -> Any:
+        """:meth:`_run` inside its span, the statement with its sqlcommenter comment (if on)."""
+        assert self._tracing is not None
+        span_name, attributes = self.span_for(name, None, (sql,), {})
+        with self._tracing.request(span_name, attributes):
+            return self._run(name, self._tracing.sql_comment(sql), params, fetch, check, traced=True)
+
+    def span_for(self, name: str, fn: Any, args: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
+        """``db.system.name=postgresql`` and the statement's operation, never its text or parameters."""
+        from loadstack.telemetry.spans import sql_operation
+
+        operation = sql_operation(args[0]) if args and isinstance(args[0], str) else name
+        server = self._span_server
+        if server is None:
+            try:
+                dsn = psycopg2.extensions.parse_dsn(self.dsn)
+            except psycopg2.ProgrammingError:
+                dsn = {}
+            host = dsn.get("host")
+            server = self._span_server = {
+                "db.system.name": "postgresql",
+                "db.namespace": dsn.get("dbname"),
+                "server.address": host if host and not host.startswith("/") else None,
+                "server.port": int(dsn["port"]) if str(dsn.get("port", "")).isdigit() else None,
+            }
+        return operation, {**server, "db.operation.name": operation, "loadstack.request.name": name}
+
+    _span_server: dict[str, Any] | None = None  # the attributes every span of this client shares
+
+    def _run(
+        self, name: str, sql: str, params: Any, fetch: str | None, check: Any = None, *, traced: bool = False
+    ) -> Any:
         # Timed inline rather than through call(): this is every SQL request's path, and a
         # closure plus one more call level per statement is measurable against a local SELECT 1.
+        if self._tracing is not None and not traced:
+            return self._run_traced(name, sql, params, fetch, check)
         conn = self._connection()
         start = _now()
         try:

@@ -11,9 +11,11 @@ noticed on the next operation, dropped, and reopened with backoff.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import amqp
 import kombu
@@ -70,8 +72,9 @@ class RabbitMQClient(TimedClient):
                 safety.check_target(
                     self.url, allow_remote=runcontext.current().settings.allow_remote, what="RabbitMQ"
                 )
-                conn = kombu.Connection(
+                conn = safety.kombu_connection(
                     self.url,
+                    allow_remote=runcontext.current().settings.allow_remote,
                     heartbeat=0,
                     connect_timeout=self.connect_timeout,
                     transport_options={"confirm_publish": True},
@@ -134,17 +137,67 @@ class RabbitMQClient(TimedClient):
         self._ensure()
         assert self.producer is not None
         all_headers = {RUN_ID_HEADER: self.run_id, **headers} if headers else {RUN_ID_HEADER: self.run_id}
-        self.call(
-            name,
-            self.producer.publish,
-            body,
-            routing_key=routing_key,
-            exchange=exchange,
-            headers=all_headers,
-            content_type=content_type,
-            retry=False,
-            **properties,
-        )
+        if self._tracing is None:  # today's path, as it was: no span, no context to carry
+            self.call(
+                name,
+                self.producer.publish,
+                body,
+                routing_key=routing_key,
+                exchange=exchange,
+                headers=all_headers,
+                content_type=content_type,
+                retry=False,
+                **properties,
+            )
+            return
+        from opentelemetry.trace import SpanKind
+
+        span_name, attributes = self.messaging_span("publish", exchange or "amq.default", name, routing_key)
+        with self._tracing.request(span_name, attributes, kind=SpanKind.PRODUCER):
+            self._tracing.inject_headers(all_headers)  # W3C trace context in the message headers
+            self._call(
+                name,
+                self.producer.publish,
+                (body,),
+                dict(
+                    routing_key=routing_key,
+                    exchange=exchange,
+                    headers=all_headers,
+                    content_type=content_type,
+                    retry=False,
+                    **properties,
+                ),
+                None,
+            )
+
+    def messaging_span(
+        self, operation: str, destination: str, name: str, routing_key: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A span name and ``messaging.*`` attributes (RabbitMQ semantic conventions)."""
+        kind = {"publish": "send", "receive": "receive"}.get(operation, operation)
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.operation.name": operation,
+            "messaging.operation.type": kind,
+            "messaging.destination.name": destination,
+            "messaging.rabbitmq.destination.routing_key": routing_key,
+            "server.address": self._server_address[0],
+            "server.port": self._server_address[1],
+            "loadstack.request.name": name,
+        }
+        return f"{operation} {destination}", attributes
+
+    @functools.cached_property
+    def _server_address(self) -> tuple[str | None, int | None]:
+        try:
+            parts = urlsplit(self.url.split(";", 1)[0])
+            return parts.hostname, parts.port or 5672
+        except ValueError:
+            return None, None
+
+    def span_for(self, name: str, fn: Any, args: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
+        operation = getattr(fn, "__name__", "") or name
+        return self.messaging_span(operation, str(args[0]) if args else "", name)
 
     def get(self, name: str, queue: str, *, ack: bool = True) -> amqp.Message | None:
         """``basic.get`` one message (None if the queue is empty) and ack it."""
@@ -156,7 +209,8 @@ class RabbitMQClient(TimedClient):
                 channel.basic_ack(message.delivery_tag)
             return message
 
-        return self.call(name, get_one)
+        span = self.messaging_span("receive", queue, name) if self._tracing is not None else None
+        return self.call(name, get_one, span=span)
 
     def round_trip(self, name: str, queue: str, body: Any, *, timeout: float = 5.0) -> float:
         """Publish to ``queue`` and get the same message back; records its latency under ``name``.

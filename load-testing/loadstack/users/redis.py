@@ -39,6 +39,7 @@ def shared_client(url: str, *, max_connections: int = 200, timeout: float = 5.0)
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=0,
+            **safety.redis_options(url, allow_remote=runcontext.current().settings.allow_remote),
         )
         _pools[url] = pool
     return redis.Redis(connection_pool=pool)
@@ -128,6 +129,28 @@ class RedisClient(TimedClient):
             pipe = self.redis.pipeline(transaction=transaction)
             yield pipe
             timing.response_length = len(pipe.execute())
+
+    def span_for(self, name: str, fn: Any, args: Any, kwargs: Any) -> tuple[str, dict[str, Any]]:
+        """``db.system.name=redis`` and the command (never its arguments)."""
+        fn_name = getattr(fn, "__name__", "") if fn is not None else ""
+        if fn_name == "execute_command" and args:
+            command = str(args[0]).split()[0].upper()
+        elif fn_name:
+            command = fn_name.upper()
+        else:
+            command = name
+        server = self._span_server
+        if server is None:
+            kw = getattr(getattr(self._client, "connection_pool", None), "connection_kwargs", {})
+            server = self._span_server = {
+                "db.system.name": "redis",
+                "server.address": kw.get("host"),
+                "server.port": kw.get("port"),
+                "db.namespace": str(kw["db"]) if "db" in kw else None,
+            }
+        return command, {**server, "db.operation.name": command, "loadstack.request.name": name}
+
+    _span_server: dict[str, Any] | None = None  # the attributes every span of this client shares
 
     def length_of(self, result: Any) -> int:
         if isinstance(result, bytes | str):

@@ -17,11 +17,12 @@ iteration: counted, never made up for later.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadstack.workload.rates import Schedule
 
 GRACE_S = 0.05  # a free user that picks a start time up this late still starts it
+MAX_MISSED = 100_000  # scheduled starts of dropped iterations kept for the corrected latency
 
 
 @dataclass
@@ -36,6 +37,9 @@ class Arrivals:
     base_k: float = 0.0  # ... when base_k starts (fractional) were due
     next_j: int = 0
     closed: bool = False
+    # Scheduled starts (seconds since the test started) of the iterations dropped since the last
+    # take_missed(): what latency from the intended start counts as waiting (workload.intended).
+    missed: list[float] = field(default_factory=list)
 
     def due_count(self, t: float) -> float:
         """Starts due by ``t`` (fractional) at the current share."""
@@ -65,6 +69,9 @@ class Arrivals:
             return 0
         due = math.floor(self.due_count(t - GRACE_S) - self.phase) + 1  # starts j with j + phase <= K
         missed = max(0, due - self.next_j)
+        room = MAX_MISSED - len(self.missed)
+        if missed and room > 0:
+            self.missed.extend(self.due_time(j) for j in range(self.next_j, self.next_j + min(missed, room)))
         # A start exactly at base_t (due before a share change) may still be claimable: keep the rule simple.
         self.next_j += missed
         return missed
@@ -107,6 +114,13 @@ class Pacer:
             return None
         best.next_j += 1
         return self.t0 + best_due, best.name, drops
+
+    def take_missed(self) -> list[tuple[str, float]]:
+        """(lane, scheduled start as epoch time) of the iterations dropped since the last call."""
+        out = [(lane.name, self.t0 + t) for lane in self.lanes for t in lane.missed]
+        for lane in self.lanes:
+            lane.missed = []
+        return out
 
     def shares(self) -> list[float]:
         return [lane.share for lane in self.lanes]

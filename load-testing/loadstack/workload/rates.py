@@ -36,7 +36,7 @@ def parse_rate(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
-        match = _RATE.match(value.strip())
+        match = _RATE.fullmatch(value.strip())
         if match:
             return float(match["n"]) / _PER[match["unit"]]
     raise ValueError(f"invalid rate {value!r}; use e.g. 10/s, 600/m, 36000/h or 2.5 (per second)")

@@ -7,7 +7,8 @@ task is wrapped once (:func:`wrap_tasks`) so that before it runs the user
 1. waits for its next start time (open model, :mod:`~loadstack.workload.pacing`),
 2. takes a permit of each iteration budget it draws from (:mod:`~loadstack.workload.budgets`),
 
-and the iteration is counted (:mod:`~loadstack.workload.counters`).  Open-model
+and the iteration is counted (:mod:`~loadstack.workload.counters`).  An open-model
+iteration is also timed from its scheduled start (:mod:`~loadstack.workload.intended`).  Open-model
 classes get Locust's ``fixed_count`` (their pool) and a zero wait time: the
 pacing decides when they start, not the user's own wait.  The master (or a local
 runner) answers permit and row requests (:class:`Coordinator`) and ends the run
@@ -31,11 +32,12 @@ from locust import TaskSet, constant
 from locust.env import Environment
 from locust.exception import StopUser
 
-from loadstack import runcontext
+from loadstack import retention, runcontext
 from loadstack.profiles import RunSettings
 from loadstack.workload import budgets, feeders, plan
 from loadstack.workload.channel import Client, Server
 from loadstack.workload.counters import counters
+from loadstack.workload.intended import IntendedLatency
 from loadstack.workload.pacing import Arrivals, Pacer
 
 log = logging.getLogger("loadstack.workload")
@@ -65,14 +67,16 @@ class ClassRuntime:
 
     def begin(self, user: Any) -> plan.Lane:
         while True:
-            lane = self._next_lane()
-            if lane is None:
+            claimed = self._next_lane()
+            if claimed is None:
                 raise StopUser()  # every lane of this class used its budget up
+            lane, due = claimed
             if self._take_permits(lane):
                 break
             self._exhaust(lane)
         counters.count(lane.name, "started")
         user._loadstack_chain = lane.chain
+        user._loadstack_due = due  # the scheduled start (open model), for the corrected latency
         return lane
 
     def end(self, user: Any, lane: plan.Lane) -> None:
@@ -83,14 +87,15 @@ class ClassRuntime:
             for scope in lane.scopes:
                 permits.finish(scope)
 
-    def _next_lane(self) -> plan.Lane | None:
+    def _next_lane(self) -> tuple[plan.Lane, float | None] | None:
+        """The lane of the next iteration and, in the open model, its scheduled start (epoch s)."""
         live = [lane for lane in self.plan.lanes if lane.name not in self.exhausted]
         if not live:
             return None
         if self.pacer is None:
             return (
                 random.choices(live, weights=[lane.weight for lane in live])[0] if len(live) > 1 else live[0]
-            )
+            ), None
         while True:
             claim = self.pacer.claim(time.time())
             if claim is None:
@@ -104,10 +109,17 @@ class ClassRuntime:
                 continue
             due, name, drops = claim
             self.wl.count_drops(drops)
+            self.owe_missed()
             delay = due - time.time()
             if delay > 0:
                 gevent.sleep(delay)
-            return self.lanes[name]
+            return self.lanes[name], due
+
+    def owe_missed(self) -> None:
+        """Dropped iterations wait, for the latency from the intended start, until the class's next
+        iteration on this process ends (:mod:`~loadstack.workload.intended`)."""
+        if self.pacer is not None and (missed := self.pacer.take_missed()):
+            self.wl.intended.owe(self.plan.user_class, [(self.lanes[n].chain, due) for n, due in missed])
 
     def _take_permits(self, lane: plan.Lane) -> bool:
         permits = self.wl.permits
@@ -142,6 +154,7 @@ class Workload:
         self.permits: budgets.Permits | None = None
         self.feeders: feeders.Feeders | None = None
         self.coordinator: Coordinator | None = None
+        self.intended = IntendedLatency()  # latency from the scheduled start (open model)
         self.t0 = time.time()
         self._counts: dict[str, int] = {}  # running users per class on this process (sampled)
         self._greenlets: list[gevent.Greenlet] = []
@@ -190,6 +203,7 @@ class Workload:
         self._greenlets = [gevent.spawn(self._sweep), gevent.spawn(self._flush)]
 
     def on_test_stop(self, **_: Any) -> None:
+        self.intended.settle_all()
         for greenlet in self._greenlets:
             greenlet.kill(block=False)
         self._greenlets = []
@@ -216,6 +230,7 @@ class Workload:
                 continue
             before = rt.pacer.shares()
             self.count_drops(rt.pacer.update(self._counts.get(name, 0), now))
+            rt.owe_missed()
             if rt.pacer.shares() != before:
                 rt.changed.set()
                 rt.changed = Event()
@@ -258,7 +273,8 @@ class Coordinator:
             self.server.handle(feeders.KIND_RETURN, self._checked(self.distributor.give_back))
             for name, pool in self.distributor.pools.items():
                 log.info("data feeder %s: %d rows (%s)", name, len(pool.rows), pool.mode)
-        self.users: dict[int, int] = {}  # epoch second -> running users (sampled)
+        # epoch second -> running users, sampled every second; only the changes are kept
+        self.users = retention.ChangePoints()
         self._sampler: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -268,7 +284,7 @@ class Coordinator:
     def _sample_users(self) -> None:
         while True:
             runner = self.env.runner
-            self.users[int(time.time())] = runner.user_count if runner is not None else 0
+            self.users.record(int(time.time()), runner.user_count if runner is not None else 0)
             gevent.sleep(1)
 
     def _checked(self, handler: Callable[[dict[str, Any], str], dict[str, Any]]) -> Any:
@@ -374,6 +390,7 @@ def install(environment: Environment, role: str, run: RunSettings) -> Workload:
     """Plugin ``init``: the workload model of this process (the master's coordinator comes later)."""
     wl = _workloads[environment] = Workload(environment, role)
     counters.attach(environment, role)
+    wl.intended.attach(environment, role)
     wl.configure(run)
     ev = environment.events
     ev.test_start.add_listener(wl.on_test_start)
@@ -419,9 +436,13 @@ def _iteration(task: Callable[..., Any]) -> Callable[..., Any]:
         if rt is None:
             return task(user, *args, **kwargs)
         lane = rt.begin(user)
+        due = getattr(user, "_loadstack_due", None)
+        timing = wl.intended.begin(due) if due is not None else None
         try:
             return task(user, *args, **kwargs)
         finally:
+            if timing is not None:
+                wl.intended.end(timing, type(user).__name__)
             rt.end(user, lane)
 
     iteration._loadstack_iteration = True  # type: ignore[attr-defined]

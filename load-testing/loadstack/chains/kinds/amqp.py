@@ -141,4 +141,5 @@ class AmqpExpectStep(Step[AmqpExpectStepSpec]):
                 f"no message matching `{self.match.source}` on {queue} within {timeout:.1f}s ({seen} other messages seen)"
             )
 
-        self.run_client(run, client, op)
+        span = client.messaging_span("receive", queue or "", name) if client._tracing is not None else None
+        self.run_client(run, client, op, span)

@@ -228,9 +228,14 @@ class Step(Generic[S]):
         if e.min_rows is not None and len(last.get("rows", [])) < e.min_rows:
             raise Mismatch(f"expected at least {e.min_rows} rows, observed {len(last.get('rows', []))}")
 
-    def run_client(self, run: ChainRun, client: Any, op: Any) -> Any:
-        """``op`` timed and reported by a loadstack client (SQL, Redis, AMQP, WS, custom)."""
+    def run_client(
+        self, run: ChainRun, client: Any, op: Any, span: tuple[str, dict[str, Any]] | None = None
+    ) -> Any:
+        """``op`` timed and reported by a loadstack client (SQL, Redis, AMQP, WS, custom).
+
+        ``span``: its span's name and attributes when traced (only built then: see callers).
+        """
         try:
-            return client.call(run.stat_name(self.name), op, request_type=self.request_type)
+            return client.call(run.stat_name(self.name), op, request_type=self.request_type, span=span)
         except RequestFailure as failure:
             raise StepFailed(self.name, failure.message) from None

@@ -9,6 +9,7 @@ chain is built, not per request.
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +28,25 @@ _NO_EXPECT = ExpectSpec()
 _file_cache: dict[Path, bytes] = {}
 
 
+def inside(base_dir: Path, path: str) -> bool:
+    """Whether ``path`` (relative to ``base_dir``) still lies inside ``base_dir`` once every symlink
+    is followed: a link in the chain's folder must not hand out ``/etc/shadow`` as a request body."""
+    root = os.path.realpath(base_dir)
+    real = os.path.realpath(os.path.join(root, path))
+    return os.path.commonpath([root, real]) == root
+
+
 def request_file(base_dir: Path | None, path: str) -> Path:
-    """Where a request file is: relative to the chain file's directory, or to the cwd (Python API)."""
-    return base_dir / path if base_dir is not None else Path(path)
+    """Where a request file is: relative to the chain file's directory, or to the cwd (Python API).
+
+    In a chain folder the path is resolved (``realpath``), so the file read is the file checked; one
+    that resolves outside the folder is a ``ValueError`` (the loader reports it as a chain problem).
+    """
+    if base_dir is None:
+        return Path(path)
+    if not inside(base_dir, path):
+        raise ValueError(f"{path!r} resolves to a file outside the chain file's directory")
+    return Path(os.path.realpath(base_dir / path))
 
 
 def read_request_file(path: Path) -> bytes:

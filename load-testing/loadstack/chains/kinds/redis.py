@@ -41,4 +41,9 @@ class RedisStep(Step[RedisStepSpec]):
             self.finish(run, {"value": value})
             return value
 
-        self.run_client(run, client, op)
+        span = None
+        if client._tracing is not None:
+            span = client.span_for(
+                run.stat_name(self.name), client.redis.execute_command, (self.command,), {}
+            )
+        self.run_client(run, client, op, span)

@@ -53,4 +53,4 @@ class WsStep(Step[WsStepSpec]):
                 f"no frame matching `{self.until.source}` within {self.timeout:.1f}s ({seen} frames seen)"
             )
 
-        self.run_client(run, ws, op)
+        self.run_client(run, ws, op, ws.ws_span("send", name))

@@ -1,0 +1,104 @@
+"""Split the suite into shards that run as separate pytest processes side by side (``just test``).
+
+Most of the suite's time is end-to-end runs that wait (a run's ``run_time``, a server starting),
+so two processes finish it in a little more than half the time on two cores.  Not pytest-xdist:
+its workers are execnet processes, and a test that imports Locust gevent-patches the process it
+runs in, which stops an xdist worker talking to its controller.
+
+A test *module* is the unit (its module fixtures run once); modules are dealt to shards by their
+recorded duration (``tests/durations.json``, largest first, each to the emptiest shard).  The
+container tests (marker ``docker``) share one Docker engine and one image build, so they all go to
+shard 1.  ``--record-durations FILE`` writes each module's time (``FILE.I`` for shard I), to
+refresh the record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+DURATIONS = Path(__file__).with_name("durations.json")
+UNKNOWN_S = 20.0  # a module not in the record yet
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loadstack shards")
+    group.addoption("--shard", default=None, help="run shard I of N of the test modules (I/N, e.g. 1/2)")
+    group.addoption(
+        "--record-durations", default=None, help="write each test module's seconds to this JSON file"
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard {text!r}: write I/N, e.g. 1/2") from None
+    if not 1 <= index <= count:
+        raise pytest.UsageError(f"--shard {text!r}: I must be between 1 and N")
+    return index, count
+
+
+def deal(modules: dict[str, bool], count: int, durations: dict[str, float]) -> dict[str, int]:
+    """Shard (1-based) of each module; ``modules`` maps a module to whether it needs the Docker engine."""
+    load = [0.0] * count
+    shard: dict[str, int] = {}
+    for module, docker in modules.items():
+        if docker:
+            shard[module] = 1
+            load[0] += durations.get(module, UNKNOWN_S)
+    rest = sorted(
+        (m for m, docker in modules.items() if not docker), key=lambda m: (-durations.get(m, UNKNOWN_S), m)
+    )
+    for module in rest:
+        emptiest = min(range(count), key=lambda i: (load[i], i))
+        shard[module] = emptiest + 1
+        load[emptiest] += durations.get(module, UNKNOWN_S)
+    return shard
+
+
+def module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    option = config.getoption("--shard")
+    if not option:
+        return
+    index, count = parse_shard(option)
+    modules: dict[str, bool] = {}
+    for item in items:
+        module = module_of(item)
+        modules[module] = modules.get(module, False) or item.get_closest_marker("docker") is not None
+    durations = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    shard = deal(modules, count, durations)
+    keep = [item for item in items if shard[module_of(item)] == index]
+    config.hook.pytest_deselected(items=[item for item in items if shard[module_of(item)] != index])
+    items[:] = keep
+
+
+class DurationRecorder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.seconds[report.nodeid.split("::", 1)[0]] += report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        self.path.write_text(
+            json.dumps({m: round(s, 1) for m, s in sorted(self.seconds.items())}, indent=1) + "\n"
+        )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("--record-durations")
+    if path:
+        shard = config.getoption("--shard")
+        if shard:  # shards side by side: one file each, FILE.I
+            path = f"{path}.{parse_shard(shard)[0]}"
+        config.pluginmanager.register(DurationRecorder(Path(path)), "loadstack-durations")
