@@ -15,6 +15,7 @@ refresh the record.
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +23,9 @@ import pytest
 
 DURATIONS = Path(__file__).with_name("durations.json")
 UNKNOWN_S = 20.0  # a module not in the record yet
+# Each shard's runs export metrics on a port of their own (a run whose exporter cannot bind writes
+# no metrics.prom): below the kernel's ephemeral range, so no client socket takes it meanwhile.
+METRICS_PORT_BASE = 19646
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,9 +100,12 @@ class DurationRecorder:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    shard = config.getoption("--shard")
+    index = parse_shard(shard)[0] if shard else 0
+    # A test that needs a port of its own (it scrapes the run) still sets one.
+    os.environ.setdefault("LOADSTACK_METRICS_PORT", str(METRICS_PORT_BASE + index))
     path = config.getoption("--record-durations")
     if path:
-        shard = config.getoption("--shard")
         if shard:  # shards side by side: one file each, FILE.I
             path = f"{path}.{parse_shard(shard)[0]}"
         config.pluginmanager.register(DurationRecorder(Path(path)), "loadstack-durations")
