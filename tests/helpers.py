@@ -230,7 +230,10 @@ def junit_schema() -> Any:
                 member = next(m for m in tar.getmembers() if m.name.endswith("/junit-10.xsd"))
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
         JUNIT_XSD_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        JUNIT_XSD_CACHE.write_bytes(data)
+        # Whole or not at all: the other shard may be reading the cache meanwhile.
+        partial = JUNIT_XSD_CACHE.with_name(f"{JUNIT_XSD_CACHE.name}.{os.getpid()}")
+        partial.write_bytes(data)
+        partial.replace(JUNIT_XSD_CACHE)
     return xmlschema.XMLSchema(str(JUNIT_XSD_CACHE))
 
 

@@ -8,24 +8,31 @@ runs in, which stops an xdist worker talking to its controller.
 A test *module* is the unit (its module fixtures run once); modules are dealt to shards by their
 recorded duration (``tests/durations.json``, largest first, each to the emptiest shard).  The
 container tests (marker ``docker``) share one Docker engine and one image build, so they all go to
-shard 1.  ``--record-durations FILE`` writes each module's time (``FILE.I`` for shard I), to
+shard 1, with the modules that read what they write (``BESIDE_THE_CONTAINER_TESTS``).  ``--record-durations FILE`` writes each module's time (``FILE.I`` for shard I), to
 refresh the record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 DURATIONS = Path(__file__).with_name("durations.json")
 UNKNOWN_S = 20.0  # a module not in the record yet
+# The container parity tests write a profile into the checkout's profiles/ (compose mounts that
+# directory); these modules list that directory, so they run in shard 1 too, never beside them.
+BESIDE_THE_CONTAINER_TESTS = ("tests/test_k8s.py", "tests/test_k8s_netns.py", "tests/test_profiles.py")
 # Each shard's runs export metrics on a port of their own (a run whose exporter cannot bind writes
 # no metrics.prom): below the kernel's ephemeral range, so no client socket takes it meanwhile.
 METRICS_PORT_BASE = 19646
+CPU_LOCK = Path("/tmp/loadstack-tests/cpu.lock")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -47,15 +54,15 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def deal(modules: dict[str, bool], count: int, durations: dict[str, float]) -> dict[str, int]:
-    """Shard (1-based) of each module; ``modules`` maps a module to whether it needs the Docker engine."""
+    """Shard (1-based) of each module; ``modules`` maps a module to whether it must be in shard 1."""
     load = [0.0] * count
     shard: dict[str, int] = {}
-    for module, docker in modules.items():
-        if docker:
+    for module, first in modules.items():
+        if first:
             shard[module] = 1
             load[0] += durations.get(module, UNKNOWN_S)
     rest = sorted(
-        (m for m, docker in modules.items() if not docker), key=lambda m: (-durations.get(m, UNKNOWN_S), m)
+        (m for m, first in modules.items() if not first), key=lambda m: (-durations.get(m, UNKNOWN_S), m)
     )
     for module in rest:
         emptiest = min(range(count), key=lambda i: (load[i], i))
@@ -77,7 +84,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     modules: dict[str, bool] = {}
     for item in items:
         module = module_of(item)
-        modules[module] = modules.get(module, False) or item.get_closest_marker("docker") is not None
+        modules[module] = (
+            modules.get(module, False)
+            or item.get_closest_marker("docker") is not None
+            or module in BESIDE_THE_CONTAINER_TESTS
+        )
     durations = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
     shard = deal(modules, count, durations)
     keep = [item for item in items if shard[module_of(item)] == index]
@@ -102,10 +113,30 @@ class DurationRecorder:
 def pytest_configure(config: pytest.Config) -> None:
     shard = config.getoption("--shard")
     index = parse_shard(shard)[0] if shard else 0
-    # A test that needs a port of its own (it scrapes the run) still sets one.
-    os.environ.setdefault("LOADSTACK_METRICS_PORT", str(METRICS_PORT_BASE + index))
+    if index:  # a test that needs a port of its own (it scrapes the run) still sets one
+        os.environ["LOADSTACK_METRICS_PORT"] = str(METRICS_PORT_BASE + index)
     path = config.getoption("--record-durations")
     if path:
         if shard:  # shards side by side: one file each, FILE.I
             path = f"{path}.{parse_shard(shard)[0]}"
         config.pluginmanager.register(DurationRecorder(Path(path)), "loadstack-durations")
+
+
+@contextlib.contextmanager
+def _cpu_lock(mode: int) -> Iterator[None]:
+    CPU_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with CPU_LOCK.open("a") as fh:
+        fcntl.flock(fh, mode)  # released when the file closes, however the block ends
+        yield
+
+
+def hogging_the_cpu() -> contextlib.AbstractContextManager[None]:
+    """Held by a test that loads the CPU on purpose (spinning processes): no test of the other
+    shard whose figures a neighbour's load would change runs meanwhile (``needing_a_calm_cpu``)."""
+    return _cpu_lock(fcntl.LOCK_EX)
+
+
+def needing_a_calm_cpu() -> contextlib.AbstractContextManager[None]:
+    """Held by a test whose figures (a rate, a "not saturated" verdict) a spinning neighbour would
+    change; such tests may run side by side, just not beside ``hogging_the_cpu``."""
+    return _cpu_lock(fcntl.LOCK_SH)

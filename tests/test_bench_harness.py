@@ -13,6 +13,7 @@ import pytest
 from bench import harness, selfcheck
 from bench.harness import OK, UNRESOLVED, Comparison, Meter, Sample, Spread, Target, verdict
 from tests.helpers import ROOT
+from tests.shards import hogging_the_cpu
 
 
 def test_selfcheck_prints_the_measured_against_the_known_cost_and_judges_its_spread() -> None:
@@ -129,22 +130,23 @@ def test_rest_meter_names_another_busy_process_and_leaves_out_the_measured_ones(
     spin = "import time\nend = time.process_time() + 30\nwhile time.process_time() < end: pass\n"
     # Every process already running is "measured" too: on a busy machine the spinning process
     # outside the window would otherwise compete for the top three places with whatever else runs.
-    before = set(psutil.pids())
-    busy = subprocess.Popen([sys.executable, "-c", spin])
-    measured = subprocess.Popen([sys.executable, "-c", spin])
-    try:
-        meter = harness.RestMeter([measured.pid, *before]).start()
-        # The window lasts until the busy process has had 0.3 s of CPU, however long that takes.
-        watched = psutil.Process(busy.pid)
-        for _ in range(6000):
-            if sum(watched.cpu_times()[:2]) >= 0.3:
-                break
-            time.sleep(0.01)
-        rest = meter.stop()
-    finally:
-        for proc in (busy, measured):
-            proc.kill()
-            proc.wait(10)
+    with hogging_the_cpu():  # the other shard's spinners would compete for the top three places
+        before = set(psutil.pids())
+        busy = subprocess.Popen([sys.executable, "-c", spin])
+        measured = subprocess.Popen([sys.executable, "-c", spin])
+        try:
+            meter = harness.RestMeter([measured.pid, *before]).start()
+            # The window lasts until the busy process has had 0.3 s of CPU, however long that takes.
+            watched = psutil.Process(busy.pid)
+            for _ in range(6000):
+                if sum(watched.cpu_times()[:2]) >= 0.3:
+                    break
+                time.sleep(0.01)
+            rest = meter.stop()
+        finally:
+            for proc in (busy, measured):
+                proc.kill()
+                proc.wait(10)
     assert rest.others > 0, rest
     assert any(f"[{busy.pid}]" in line for line in rest.busiest), rest
     assert not any(f"[{measured.pid}]" in line for line in rest.busiest), rest

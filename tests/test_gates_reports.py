@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from loadstack.processes import free_port
 from tests.helpers import ROOT, loadstack, summary, write_profile
 
 pytestmark = pytest.mark.slow
@@ -184,16 +187,29 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
         wait_time={"min": 0.02, "max": 0.1},
     )
     args = ["run", "--profile", str(profile), "--results-dir", str(tmp_path)]
-    for run_id, env in (
-        ("base", {}),
-        ("same", {}),
-        ("slowed", {"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"}),
-    ):
-        out = loadstack(*args, "--run-id", run_id, "--sut-version", f"build-{run_id}", env=env)
-        assert out.returncode == 0, out.stdout + out.stderr
+    # The same build twice at the same time (each with its own demo target): one after the other,
+    # a busy machine can be twice as busy during the second, and that is a real difference to a
+    # compare, not noise.  Side by side, the runs differ only by their own noise.
+    same_build = {}
+    for run_id in ("base", "same"):
+        console = (tmp_path / f"{run_id}.console").open("w")  # not a pipe: neither waits for a reader
+        same_build[run_id] = subprocess.Popen(
+            [sys.executable, "-m", "loadstack", *args, "--run-id", run_id, "--sut-version", "build-same"],
+            stdout=console, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "LOADSTACK_METRICS_PORT": str(free_port())},
+        )  # fmt: skip
+        console.close()
+    for run_id, proc in same_build.items():
+        assert proc.wait(timeout=600) == 0, (tmp_path / f"{run_id}.console").read_text()
+    out = loadstack(
+        *args, "--run-id", "slowed", "--sut-version", "build-slowed",
+        env={"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
 
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    assert [h["run_id"] for h in history] == ["base", "same", "slowed"]
+    assert sorted(h["run_id"] for h in history[:2]) == ["base", "same"] and history[2]["run_id"] == "slowed"
+    newer_same = history[1]["run_id"]
     assert history[2]["sut_version"] == "build-slowed" and history[0]["verdict"] == "pass"
     assert {"count", "p95_ms", "failure_rate", "rps"} <= set(history[0]["totals"])
 
@@ -208,8 +224,8 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
 
     slowed = loadstack("compare", "slowed", "--baseline", "latest-passing", "--results-dir", str(tmp_path))
     assert slowed.returncode == 4, slowed.stdout + slowed.stderr
-    report = json.loads((tmp_path / "slowed" / "compare-same.json").read_text())
-    assert report["baseline"] == "same", "latest-passing picks the newest passing run of the profile"
+    report = json.loads((tmp_path / "slowed" / f"compare-{newer_same}.json").read_text())
+    assert report["baseline"] == newer_same, "latest-passing picks the newest passing run of the profile"
     flagged = {(e["type"], e["name"]) for e in report["endpoints"] if e["regression"]}
     judged = {(e["type"], e["name"]) for e in report["endpoints"] if not e["note"]}
     slowed_names = {k for k in judged if k[1].startswith("/api/v1/orders")}
@@ -225,7 +241,7 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
     combined = loadstack("report", "--results-dir", str(tmp_path))
     assert combined.returncode == 0, combined.stderr
     report_html = tmp_path / "report.html"
-    compare_html = tmp_path / "slowed" / "compare-same.html"
+    compare_html = tmp_path / "slowed" / f"compare-{newer_same}.html"
     for page, charts in ((report_html, 2), (compare_html, 3)):
         html = page.read_text()
         _assert_self_contained(html)

@@ -29,6 +29,7 @@ from tests.helpers import (
     summary,
     write_profile,
 )
+from tests.shards import hogging_the_cpu, needing_a_calm_cpu
 
 HOGS = 3  # CPU-bound processes on the worker's core, beside a worker at lower priority
 WORKER_NICE = 19
@@ -130,10 +131,11 @@ def _profile(path: Path) -> Path:
 def quiet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, subprocess.CompletedProcess[str]]:
     results = tmp_path_factory.mktemp("generator")
     run_id = f"gen-quiet-{os.getpid()}"
-    out = loadstack(
-        "run", "--profile", str(_profile(results / "gen.yml")), "--workers", "1",
-        "--run-id", run_id, "--results-dir", str(results),
-    )  # fmt: skip
+    with needing_a_calm_cpu():
+        out = loadstack(
+            "run", "--profile", str(_profile(results / "gen.yml")), "--workers", "1",
+            "--run-id", run_id, "--results-dir", str(results),
+        )  # fmt: skip
     return results, run_id, out
 
 
@@ -161,13 +163,14 @@ def _hogs(core: int, count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
         f"end = time.monotonic() + {HOG_LIMIT_S}\n"
         "while time.monotonic() < end:\n    pass\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
-    try:
-        yield procs
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait(timeout=30)
+    with hogging_the_cpu():
+        procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+        try:
+            yield procs
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait(timeout=30)
 
 
 def _pin(pid: int, core: int, nice: int) -> None:

@@ -156,7 +156,13 @@ def target_db() -> Iterator[TargetDatabase]:
         _pg(f"{SERVER}/test", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def _seeded_run(tmp_path: Path, run_id: str, db: TargetDatabase, **profile: object):
+# The seeded runs' own database numbers its orders from 1, as a fresh CI database does: their
+# demo pipeline gets a vhost and a Redis database of its own, or its order:{id} keys would be
+# another shard's orders (overwritten, then deleted by this run's teardown).
+SEEDED_REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def _seeded_run(tmp_path: Path, run_id: str, db: TargetDatabase, vhost: str, **profile: object):
     numeric = run_id.isdigit()
     db.sql(
         f"INSERT INTO {db.tables['text']} (run_id, note) VALUES (%s, 'theirs'), (%s, 'theirs')",
@@ -178,21 +184,29 @@ def _seeded_run(tmp_path: Path, run_id: str, db: TargetDatabase, **profile: obje
     )
     out = loadstack(
         "run", "--profile", str(path), "--workers", "1", "--run-id", run_id, "--results-dir", str(tmp_path),
-        env={"LOADSTACK_POSTGRES_DSN": db.dsn}, timeout=240,
+        env=_seeded_env(db, vhost), timeout=240,
     )  # fmt: skip
     assert "store: backend" in out.stdout, out.stdout[-3000:] + out.stderr[-2000:]
     return out, summary(tmp_path, run_id)
 
 
+def _seeded_env(db: TargetDatabase, vhost: str) -> dict[str, str]:
+    return {
+        "LOADSTACK_POSTGRES_DSN": db.dsn,
+        "LOADSTACK_AMQP_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "LOADSTACK_REDIS_URL": SEEDED_REDIS_URL,
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("run_id", ["77001234", "td-owned-run"])
 def test_teardown_touches_only_the_tables_the_run_declared(
-    tmp_path: Path, target_db: TargetDatabase, run_id: str
+    tmp_path: Path, target_db: TargetDatabase, vhost: str, run_id: str
 ) -> None:
     """A numeric run id used to delete the integer table's row (and the text table's); a text run
     id made the integer table's cast fail before the demo's tables were reached, so the seed rows
     stayed while the run exited 0."""
-    out, doc = _seeded_run(tmp_path, run_id, target_db)
+    out, doc = _seeded_run(tmp_path, run_id, target_db, vhost)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert doc["seed"]["created"] == 10
     assert target_db.their_rows() == {"text": 2, "integer": 1}, "rows loadstack never wrote are untouched"
@@ -205,7 +219,7 @@ def test_teardown_touches_only_the_tables_the_run_declared(
     }
     metadata = json.loads((tmp_path / run_id / "run-metadata.json").read_text())
     assert metadata["teardown"]["postgres_tables"] == ["demo_users", "demo_orders", "demo_payments"]
-    config = Settings.load({**os.environ, "LOADSTACK_POSTGRES_DSN": target_db.dsn})
+    config = Settings.load({**os.environ, **_seeded_env(target_db, vhost)})
     assert remaining(run_id, config)["postgres"] == {
         f"public.{target_db.tables['text']}": 2,
         **({f"public.{target_db.tables['integer']}": 1} if run_id.isdigit() else {}),
@@ -213,11 +227,15 @@ def test_teardown_touches_only_the_tables_the_run_declared(
 
 
 @pytest.mark.slow
-def test_a_declared_table_of_the_wrong_type_fails_the_run(tmp_path: Path, target_db: TargetDatabase) -> None:
+def test_a_declared_table_of_the_wrong_type_fails_the_run(
+    tmp_path: Path, target_db: TargetDatabase, vhost: str
+) -> None:
     """Declared by mistake: an integer run_id is an error naming the table (exit 5), not a skip;
     the table is not touched and the rest of teardown still happens."""
     run_id = "td-wrong-type"
-    out, doc = _seeded_run(tmp_path, run_id, target_db, teardown={"tables": [target_db.tables["integer"]]})
+    out, doc = _seeded_run(
+        tmp_path, run_id, target_db, vhost, teardown={"tables": [target_db.tables["integer"]]}
+    )
     assert out.returncode == exitcodes.TEARDOWN_FAILED, out.stdout[-3000:] + out.stderr[-2000:]
     left = doc["teardown"]["left"]
     assert list(left) == [f"postgres {target_db.tables['integer']}"] and "is integer, not text" in str(left)
