@@ -5,6 +5,9 @@ a child process of its own, pinned to the generator core) against local servers 
 
 * ``http``: loadstack's ``HttpUser`` with ``constant_pacing`` (one ``GET`` per ``--pacing``
   seconds) on the benches' static server;
+* ``http-gc``: the same users with their objects left under Python's cyclic collector
+  (``LOADSTACK_GC_FREEZE=0``); every other kind is frozen once spawned, as a worker does
+  (:mod:`loadstack.heap`), so the last table gives what the freeze changes, side by side;
 * ``websocket``: loadstack's ``WebSocketUser``, one connection held open per user, a ``ping``
   per ``--pacing`` seconds, on the demo platform's ``/ws/stream`` (``loadstack demo serve``);
 * ``chain``: a ``ChainUser`` whose chain is an HTTP step and a ``think`` step (think time of
@@ -51,12 +54,12 @@ from typing import Any
 
 from bench.harness import Spread, Target, print_figure, record
 
-KINDS = ("http", "websocket", "chain")
+KINDS = ("http", "http-gc", "websocket", "chain")
 HTTP_KB_TARGET = Target(100, at_least=False)
 USERS_TARGET = Target(5000)
 BUSY_SHARE = 0.8  # of a core: a worker this busy whose loop lags is saturated by its own work
 LAG_INTERVAL_S = 0.1  # the lag greenlet asks to wake this often
-FDS_PER_USER = {"http": 1, "websocket": 1, "chain": 1}
+FDS_PER_USER = {"http": 1, "http-gc": 1, "websocket": 1, "chain": 1}
 FD_RESERVE = 256  # files the worker needs besides its users' sockets
 # k6's published memory per virtual user (MB), for the comparison table.
 K6 = [
@@ -134,7 +137,7 @@ def user_class(kind: str, pacing: float) -> type:
     """The user class of ``kind``, pacing one request (or chain iteration) per ``pacing`` seconds."""
     from locust import constant, constant_pacing, task
 
-    if kind == "http":
+    if kind in ("http", "http-gc"):
         from loadstack.users.http import HttpUser
 
         class PacedHttpUser(HttpUser):
@@ -186,10 +189,13 @@ def worker(kind: str, host: str, levels: list[int], args: argparse.Namespace) ->
     from locust.env import Environment
 
     from bench.harness import Meter, RestMeter
+    from loadstack.heap import FrozenUsers
 
     logging.getLogger("locust.runners").addFilter(lambda r: "spawn rate is very high" not in r.getMessage())
     env = Environment(user_classes=[user_class(kind, args.pacing)], host=host)
     runner = env.create_local_runner()
+    if kind != "http-gc":  # what loadstack's plugin does where users run (LOADSTACK_GC_FREEZE=1)
+        FrozenUsers().attach(env)
     lags: list[float] = []
     recording = [False]
 
@@ -402,6 +408,26 @@ def print_tables(results: dict[str, list[dict[str, Any]]], args: argparse.Namesp
         )
     for name, low, high in K6:
         print(f"    {name:<52} {(f'{low:.2f}' if low == high else f'{low:g}–{high:g}'):>18} {'':>34}")
+    if "http" in results and "http-gc" in results:
+        print_freeze_effect(results["http"], results["http-gc"])
+
+
+def print_freeze_effect(frozen: list[dict[str, Any]], scanned: list[dict[str, Any]]) -> None:
+    """Loop lag p99 of the same HTTP users with and without the freeze, level by level."""
+    print("  the users' objects frozen once spawned (http) against left under the collector (http-gc):")
+    print(
+        f"    {'users':>7} {'lag p99 ms, frozen':>22} {'lag p99 ms, collected':>24} {'collected / frozen':>20}"
+    )
+    for users in sorted({p["users"] for r in frozen for p in r["points"]}):
+        lags = [
+            [p["lag_p99_ms"] for r in rounds for p in r["points"] if p["users"] == users]
+            for rounds in (frozen, scanned)
+        ]
+        if not all(lags):
+            continue
+        ratio = Spread.of(lags[1]).median / max(Spread.of(lags[0]).median, 0.001)
+        print(f"    {users:>7,} {fmt(lags[0], '.1f'):>22} {fmt(lags[1], '.1f'):>24} {ratio:>19.1f}x")
+        record("users", f"lag p99 at {users:,} users, collected / frozen", Spread.of([ratio]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -488,7 +514,7 @@ def bench(args: argparse.Namespace, kinds: list[str]) -> dict:
         pinning = stack.enter_context(pinned(not args.no_pin))
         url, server_pid = stack.enter_context(static_server())
         pinning.pin("static server", server_pid, pinning.sut)
-        hosts = {"http": url, "chain": url}
+        hosts = {"http": url, "http-gc": url, "chain": url}
         if "websocket" in kinds:
             from loadstack_demo.process import demo_platform
 

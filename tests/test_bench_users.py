@@ -28,7 +28,7 @@ def test_a_quick_run_prints_memory_per_user_and_users_per_worker_for_every_kind(
     for column in ("RssAnon MiB", "lag p50 ms", "lag p99 ms", "lag max ms", "req/s (intended)", "CPU % core"):
         assert column in text, text
     assert "KB per user" in text and "ceiling per worker = per core" in text, text
-    for kind in ("http", "websocket", "chain"):
+    for kind in ("http", "http-gc", "websocket", "chain"):
         row = re.search(rf"^\s+{kind}\s+200\s+([\d.]+)\s", text, re.M)
         assert row and float(row.group(1)) > 0, text
         kb = re.search(rf"{kind}: KB per user \(RssAnon slope\): ([\d.]+) KB \(", text)
@@ -36,6 +36,10 @@ def test_a_quick_run_prints_memory_per_user_and_users_per_worker_for_every_kind(
         assert re.search(rf"loadstack {kind} user .*\s0\.\d{{3}}\s+\d+x$", text, re.M), text
     assert "k6 v0.42.0, 2 vCPUs (grafana/k6-benchmarks)" in text and "0.79" in text, text
     assert "open-files limit" in text, text
+    # The same HTTP users frozen (loadstack's default) and left under the collector, side by side.
+    assert re.search(
+        r"^\s+200\s+[\d.]+\s+[\d.]+\s+[\d.]+x$", text.split("left under the collector")[-1], re.M
+    ), text
 
 
 def test_slope_is_least_squares() -> None:

@@ -7,7 +7,8 @@ started.  A locustfile without loadstack users can add
 
 * every process: the run's user-class weights, wait time and tags; per-user-class
   stats, exporter metrics and chain counters (:mod:`loadstack.aggregation`); its own loop lag
-  and CPU share (:mod:`loadstack.generator_health`);
+  and CPU share (:mod:`loadstack.generator_health`); where users run, their objects frozen
+  once spawned (:mod:`loadstack.heap`);
 * master (and a local runner): the run itself, see :mod:`loadstack.master`, and every body its
   web UI serves masked (:mod:`loadstack.webui`);
 * workers: join the master's run when they connect.
@@ -45,6 +46,7 @@ from locust.runners import (
 from loadstack import exitcodes, masking, runcontext, settings, webui, windows
 from loadstack.configfile import ConfigError
 from loadstack.generator_health import GeneratorHealth
+from loadstack.heap import FrozenUsers
 from loadstack.inspect.rabbitmq import QueueSampler
 from loadstack.metrics.aggregate import RequestMetrics
 from loadstack.profiles import RunSettings
@@ -64,6 +66,7 @@ class PluginState:
     generator: GeneratorHealth = field(default_factory=GeneratorHealth)
     sections: dict[str, Any] = field(default_factory=dict)
     tracing: Any = None  # loadstack.telemetry.spans.Tracing when OTel is on (--otel)
+    heap: FrozenUsers | None = None  # a worker's or local runner's users frozen once spawned
 
 
 _states: weakref.WeakKeyDictionary[Environment, PluginState] = weakref.WeakKeyDictionary()
@@ -201,6 +204,9 @@ def _install(environment: Environment, runner: Runner | None) -> None:
     chain_metrics.counters.attach(environment, role)
     windows.seconds.attach(environment, role)
     st.generator.attach(environment, role)
+    if role != "master" and env_settings.gc_freeze:  # where the users live
+        st.heap = FrozenUsers()
+        st.heap.attach(environment)
     if role == "worker":
         st.metrics = metrics_server.install(environment, role)
         environment.events.test_start.add_listener(master.join)

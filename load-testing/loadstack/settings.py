@@ -190,6 +190,12 @@ class Settings(BaseModel):
         "is reported the same way but the exit status is the one the run would have had (for a runner you "
         "know is shared); compare never judges such a run either way",
     )
+    gc_freeze: bool = Field(
+        True,
+        validation_alias=_env("LOADSTACK_GC_FREEZE"),
+        description="0: keep the users' objects under Python's cyclic collector once spawned (by default a "
+        "worker freezes them: its full collections no longer stall every user; docs/performance.md)",
+    )
     target_health_path: str = Field(
         "/health",
         pattern=r"^/[^\s?#]*$",
