@@ -8,8 +8,10 @@ runs in, which stops an xdist worker talking to its controller.
 A test *module* is the unit (its module fixtures run once); modules are dealt to shards by their
 recorded duration (``tests/durations.json``, largest first, each to the emptiest shard).  The
 container tests (marker ``docker``) share one Docker engine and one image build, so they all go to
-shard 1, with the modules that read what they write (``BESIDE_THE_CONTAINER_TESTS``).  ``--record-durations FILE`` writes each module's time (``FILE.I`` for shard I), to
-refresh the record.
+shard 1, with the modules that read what they write (``BESIDE_THE_CONTAINER_TESTS``).
+``--record-durations FILE`` writes each module's time (``FILE.I`` for shard I), to refresh the
+record.  Side by side, each shard's runs get an exporter port of their own, and tests that load
+the CPU on purpose keep out of the way of tests that measure it (``hogging_the_cpu``).
 """
 
 from __future__ import annotations
@@ -117,8 +119,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["LOADSTACK_METRICS_PORT"] = str(METRICS_PORT_BASE + index)
     path = config.getoption("--record-durations")
     if path:
-        if shard:  # shards side by side: one file each, FILE.I
-            path = f"{path}.{parse_shard(shard)[0]}"
+        if index:  # shards side by side: one file each, FILE.I
+            path = f"{path}.{index}"
         config.pluginmanager.register(DurationRecorder(Path(path)), "loadstack-durations")
 
 

@@ -151,3 +151,13 @@ def test_rest_meter_names_another_busy_process_and_leaves_out_the_measured_ones(
     assert any(f"[{busy.pid}]" in line for line in rest.busiest), rest
     assert not any(f"[{measured.pid}]" in line for line in rest.busiest), rest
     assert "rest of the machine" in rest.text()
+
+
+def test_soak_growth_is_minute_five_to_the_planned_end() -> None:
+    """A sample taken after the run's planned end (the master writing its reports) is not growth."""
+    from bench.soak import growth
+
+    samples = [(float(t), 72.0 + t / 1800) for t in range(0, 1801, 10)] + [(1810.0, 210.0)]
+    spread = growth(samples, 30.0)
+    assert spread is not None
+    assert 1.0 < spread.low <= spread.median <= spread.high < 1.3, spread  # 72.17 -> 73 MiB: +1.15 %

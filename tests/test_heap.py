@@ -7,7 +7,9 @@ Real Locust throughout: a local runner in this process for what freezing does to
 from __future__ import annotations
 
 import gc
+import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,9 +34,7 @@ class HeapProbe(User):
 """
 
 
-def _wait_for(predicate, limit_s: float = 60.0) -> None:
-    import time
-
+def _wait_for(predicate: Callable[[], bool], limit_s: float = 60.0) -> None:
     import gevent
 
     deadline = time.monotonic() + limit_s

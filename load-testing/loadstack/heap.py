@@ -1,9 +1,9 @@
 """The users' objects kept out of Python's cyclic garbage collector once they are spawned.
 
-A worker with thousands of users holds millions of long-lived objects (users, clients, sockets,
-greenlets).  Python's full collection walks every one of them, on the gevent loop: at 5,000 HTTP
-users each full collection stalled every user for hundreds of milliseconds, most of the loop lag
-of such a worker (docs/performance.md, "Users per worker").  ``gc.freeze()`` moves the objects
+A worker with thousands of users holds hundreds of thousands of long-lived objects (users,
+clients, sockets, greenlets).  Python's full collection walks every one of them, on the gevent
+loop: at 5,000 HTTP users each full collection stalled every user for hundreds of milliseconds,
+most of the loop lag of such a worker (docs/performance.md, "Users per worker").  ``gc.freeze()`` moves the objects
 that exist into a generation the collector never scans; freezing costs nothing, so it is done once
 spawning is complete, when the heap is the users'.
 
