@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -349,6 +351,18 @@ def _header(page: Any) -> dict[str, str]:
     return {w: words[i + 1] for i, w in enumerate(words[:-1]) if w in labels}
 
 
+def _wait_until_stopped(port: int, limit_s: float = 120.0) -> None:
+    """Until the master says its test has stopped (what the page's own poll asks for)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats/requests", timeout=10) as resp:
+            state = json.loads(resp.read())["state"]
+        if state == "stopped":
+            return
+        assert time.monotonic() < deadline, f"the master stayed {state!r} after the Stop button"
+        time.sleep(0.2)
+
+
 def _stats(page: Any) -> dict[tuple[str, str], tuple[int, int]]:
     """The statistics tab's rows: (type, name) → (# requests, # fails)."""
     rows = _rows(page.locator("table").first)
@@ -433,20 +447,16 @@ def test_web_ui_swarm_started_and_stopped_from_the_browser_matches_the_summary(t
 
             with p.expect_response(lambda r: r.url.endswith("/stop"), timeout=120_000):
                 p.get_by_role("button", name="Stop").click()
-            p.wait_for_function(
-                "() => /Status\\s*STOP(PED|PING)/.test(document.querySelector('header').innerText)",
-                timeout=60_000,
-            )
-            if _header(p)["Status"] == "STOPPING":
-                # Locust's page polls only while a test spawns or runs: a poll that lands while the
-                # master is stopping (its workers have not said so yet; longer on a busy machine)
-                # leaves the page at STOPPING.  A person reloads it (the Stop request has answered).
+            _wait_until_stopped(port)
+            if _header(p)["Status"] != "STOPPED":
+                # Locust's page polls only while a test spawns or runs: a poll that landed while the
+                # master was stopping (its workers had not said so yet; longer on a busy machine)
+                # leaves the page at STOPPING.  A person reloads it, once the test has stopped.
                 page.goto(f"http://127.0.0.1:{port}/")
                 p.get_by_role("cell", name="Aggregated", exact=True).wait_for()
-                p.wait_for_function(
-                    "() => /Status\\s*STOPPED/.test(document.querySelector('header').innerText)",
-                    timeout=60_000,
-                )
+            p.wait_for_function(
+                "() => /Status\\s*STOPPED/.test(document.querySelector('header').innerText)", timeout=60_000
+            )
             header, shown = _header(p), _stats(p)
             page.screenshot("locust-ui-stopped")
             page.assert_clean()
