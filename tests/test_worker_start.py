@@ -13,8 +13,11 @@ until every ``init`` listener ran, as a fast master and a slow worker would.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,34 @@ def test_a_worker_that_read_its_spawn_before_init_keeps_the_budget(tmp_path: Pat
     assert doc["end_reason"] == "iterations completed", out[-4000:]
     assert doc["workload"]["budgets"]["run"] == {"budget": 200, "completed": 200}
     assert doc["totals"]["count"] == 200  # one request per iteration, none outside the budget
+
+
+def test_a_worker_stopped_before_it_joined_a_master_leaves_at_once_even_as_pid_1(tmp_path: Path) -> None:
+    """A container's worker is PID 1: the kernel drops a signal PID 1 has no handler for, and Locust
+    handles SIGTERM only once connected.  A worker pod deleted between two runs (no master yet)
+    then lived out its grace period, joined the next run's master meanwhile and died in it."""
+    port = free_port()  # nothing listens: the worker keeps trying to connect
+    env = {**os.environ, "LOCUST_LOGLEVEL": "DEBUG", "LOCUST_METRICS_EXPORT": "0"}
+    log = tmp_path / "worker.log"
+    cmd = ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "loadstack", "worker",
+           "--profile", "smoke", "--master-host", "127.0.0.1", "--master-port", str(port)]  # fmt: skip
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        # Waiting for its master: Locust's first failed attempt (debug level, 5 s in).
+        deadline = time.monotonic() + 120
+        while "Failed to connect to master" not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        [worker] = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        status = Path(f"/proc/{worker}/status").read_text()
+        assert re.search(r"^NSpid:\s+\d+\s+1$", status, re.M), status  # PID 1 in its namespace
+        os.kill(int(worker), signal.SIGTERM)
+        # Unhandled, it would go on retrying for 5 minutes (60 attempts) before giving up.
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert "SIGTERM before joining a master; leaving" in log.read_text()

@@ -20,6 +20,8 @@ to the plugin.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import weakref
 from collections.abc import Callable
@@ -87,6 +89,26 @@ def install(event_hooks: Any = events) -> None:
     event_hooks.init_command_line_parser.add_listener(master.add_arguments)
     event_hooks.init_command_line_parser.add_listener(workload.add_arguments)
     event_hooks.init.add_listener(_on_init)
+    if "--worker" in sys.argv[1:]:
+        _leave_on_sigterm_until_connected(event_hooks)
+
+
+def _leave_on_sigterm_until_connected(event_hooks: Any) -> None:
+    """A worker told to stop before it has joined a master leaves at once.
+
+    Locust handles SIGTERM only once its worker is connected (``init``); until then the signal
+    keeps its default action, and a container's PID 1 has none: a worker pod deleted while it
+    waited for a master (between two runs) lived out its grace period, joined the next run's
+    master meanwhile, and was killed in it, counted as a lost worker.
+    """
+    watcher = gevent.signal_handler(signal.SIGTERM, _leave_unjoined)
+    event_hooks.init.add_listener(lambda **_: watcher.cancel())
+
+
+def _leave_unjoined() -> None:
+    log.info("worker: SIGTERM before joining a master; leaving")
+    logging.shutdown()
+    os._exit(exitcodes.OK)
 
 
 def _refuse_telemetry_endpoint() -> None:

@@ -243,12 +243,20 @@ def test_a_lost_worker_is_reported_and_the_run_completes(cluster: Cluster, ns: s
     run_id = "k8s-worker-loss"
     t0 = _start(cluster, ns, run_id, "http://target:8000", run_time="60s")
     _running(cluster, ns)
-    workers = [
-        p
-        for p in cluster.pods(ns, "app.kubernetes.io/component=worker")
-        if p["status"].get("phase") == "Running"
-    ]
-    assert len(workers) == 2, [p["metadata"]["name"] for p in workers]
+    workers: list[dict[str, Any]] = []
+
+    def both_joined() -> bool:
+        """This run's two workers, both in the master's log: not a pod of the last run on its way out."""
+        nonlocal workers
+        workers = [
+            p
+            for p in cluster.pods(ns, "app.kubernetes.io/component=worker")
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        ]
+        log = cluster.logs(ns, "job/loadstack-master")
+        return len(workers) == 2 and all(f"{p['metadata']['name']}_" in log for p in workers)
+
+    assert cluster.wait(both_joined, 300), [p["metadata"]["name"] for p in workers]
     victim, other = workers[0], workers[1]
 
     # The exporter, through the master Service, from inside the cluster (a worker pod's network).
@@ -290,7 +298,12 @@ def test_a_lost_worker_is_reported_and_the_run_completes(cluster: Cluster, ns: s
     assert cluster.master_exit_code(ns) == 0
     doc = json.loads((cluster.volume(ns) / run_id / "summary.json").read_text())
     health = doc["worker_health"]
-    assert health["missing"] == 1 and health["expected"] == 2
+    said = [
+        line for line in cluster.logs(ns, "job/loadstack-master").splitlines() if "worker" in line.lower()
+    ]
+    assert health["missing"] == 1 and health["expected"] == 2, (
+        json.dumps(health) + "\n" + "\n".join(said[-40:])
+    )
     assert health["events"][0]["worker"].startswith(name), health
     assert doc["totals"]["count"] > 0
 
