@@ -235,7 +235,9 @@ def test_a_worker_starved_of_cpu_marks_the_run_and_compare_is_inconclusive(
     assert block["saturated"] is True, out
     # The master may be marked too: beside the hogs and another busy shard it shares the other core.
     (worker,) = [name for name in block["saturated_processes"] if name.startswith("worker ")]
-    assert block["processes"][worker]["saturated_share"] > 0.25, block
+    # Marked for more than a quarter of its seconds: the product compares the unrounded share, the
+    # summary shows it to 3 places (0.2503 reads 0.25).
+    assert block["processes"][worker]["saturated_share"] >= block["thresholds"]["saturated_share"], block
     # Exit 7 is the verdict of a run that would otherwise pass. Starved for seconds on a machine
     # that is busy besides, a request can time out: a failed request is a fact and wins (exit 1).
     if doc["totals"]["failures"]:
