@@ -8,7 +8,7 @@ processes that are still the ones recorded (same pid *and* start time), never
 a pid that was reused since.
 
 ``stop`` ends only what its session started.  A native session's state names
-its processes; a compose session's (``launchers.compose.ui``) names the
+its processes; a compose session's (:func:`compose_ui`) names the
 containers and networks it created in the checkout's compose project.  The
 rest of that project (a user's own ``docker compose up``) is not the
 session's and is never touched: ``just stack down`` is how to remove it.
@@ -25,9 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadstack import exitcodes, lifecycle, paths, results
+from loadstack import exitcodes, lifecycle, limits, paths, results, settings
+from loadstack.launchers import compose
+from loadstack.launchers.base import Launcher, Prepared, RunError, RunRequest, say, worker_cap
 from loadstack.launchers.native import NativeLauncher
-from loadstack.lifecycle import Launcher, Prepared, RunError, RunRequest, say
 from loadstack.processes import STARTUP_LIMIT_S, port_open, wait_until
 from loadstack.profiles import RunSettings
 
@@ -51,8 +52,6 @@ def read_state() -> dict[str, Any] | None:
 def running(state: dict[str, Any]) -> bool:
     """The session the state describes still runs (its supervisor, or one of its containers)."""
     if state.get("mode") == "docker":
-        from loadstack.launchers import compose
-
         return compose.session_running(state)
     return alive(state["supervisor"])
 
@@ -91,10 +90,54 @@ def alive(process: dict[str, Any]) -> bool:
     return isinstance(pid, int) and pid > 0 and started is not None and started_at(pid) == started
 
 
+def compose_ui(request: RunRequest) -> int:
+    """The web UI stack on compose: everything up, the master with Locust's web UI.
+
+    The stack is the checkout's project, which a user's own ``docker compose up`` shares.  So
+    the session creates only what is missing (``--no-recreate``, never fewer workers than are
+    up), and records the containers and networks it created in its session state: ``loadstack
+    stop`` removes those and nothing else.
+    """
+    state = read_state()
+    if state and running(state):
+        say(f"already running: {state['web_url']} (loadstack stop to end it)")
+        return exitcodes.OK
+    workers = request.workers or os.cpu_count() or 1
+    refused = limits.too_many_workers(workers, worker_cap(request) is None)
+    if refused:
+        raise RunError(f"--workers: {refused}", exitcodes.BAD_INPUT)
+    profile = request.profile if "/" in request.profile else f"/app/profiles/{request.profile}.yml"
+    env = settings.environment_of({"container_mode": "ui", "profile": profile, "web_port": request.web_port})
+    stack = compose.Compose(offline=compose.offline_wanted(request.offline), env=env)
+    stack.ensure_images()
+    project = compose.project_name(stack.env)
+    before = {kind: compose.labelled(kind, project) for kind in ("container", "network")}
+    scale = max(workers, len(stack.containers("worker")))  # a user's workers are not scaled down
+    config = settings.current()
+    web_url = f"http://127.0.0.1:{request.web_port}"
+    try:
+        stack.run("up", "-d", "--no-recreate", "--scale", f"worker={scale}", capture=True)
+    finally:
+        created = {kind: sorted(compose.labelled(kind, project) - ids) for kind, ids in before.items()}
+        record_compose_session(project, created["container"], created["network"], web_url)
+    shared = len(before["container"])
+    say(
+        f"Locust web UI: {web_url}   ({scale} workers; metrics on "
+        f"http://127.0.0.1:{config.metrics_port}/metrics)"
+    )
+    if shared:
+        say(
+            f"compose project {project} was already up: this session started {len(created['container'])} "
+            "containers of its own; `loadstack stop` removes only those"
+        )
+    say("stop with: just load-test stop   (or just stack down)")
+    return exitcodes.OK
+
+
 def foreground(request: RunRequest) -> int:
     """Supervise a web-UI stack until SIGTERM/SIGINT (what ``loadstack ui`` runs in the background)."""
     request.web_ui = True
-    request.mode = "native"  # the compose UI stack needs no supervisor (see launchers.compose.ui)
+    request.mode = "native"  # the compose UI stack needs no supervisor (see compose_ui)
     if port_open("127.0.0.1", request.web_port):
         raise RunError(f"port {request.web_port} is in use; pass --web-port", exitcodes.BAD_INPUT)
     state_path = _state_file()
@@ -157,8 +200,6 @@ def stop() -> int:
     """End this checkout's UI session: only the processes or containers it recorded."""
     state = read_state()
     if state and state.get("mode") == "docker":
-        from loadstack.launchers import compose
-
         compose.stop_session(state)
         _state_file().unlink(missing_ok=True)
         say(

@@ -24,6 +24,7 @@ from loadstack.configfile import ConfigError
 from loadstack.flags import MEGABYTES, PORT, SPAWN_RATE, USERS, WORKERS, duration_flag, run_id_flag, url_flag
 from loadstack.importers import commands as import_commands
 from loadstack.inspect import commands as inspect_commands
+from loadstack.launchers.base import RunError, RunRequest, say
 from loadstack.report import commands as report_commands
 from loadstack_demo import commands as demo_commands
 
@@ -94,8 +95,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _request(args: argparse.Namespace) -> lifecycle.RunRequest:
-    return lifecycle.RunRequest(
+def _request(args: argparse.Namespace) -> RunRequest:
+    return RunRequest(
         profile=args.profile,
         users=args.users,
         spawn_rate=args.spawn_rate,
@@ -125,15 +126,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from loadstack import background
-    from loadstack.launchers import compose
 
     request = _request(args)
     if args.foreground:
         return background.foreground(request)
     mode, why = lifecycle.choose_mode(lifecycle.prepare(request))
     if mode == "docker":
-        lifecycle.say(f"mode: docker ({why})")
-        return compose.ui(request)
+        say(f"mode: docker ({why})")
+        return background.compose_ui(request)
     from loadstack import stopping
 
     # The subcommand's own arguments (a global --allow-proxy reaches the child as LOADSTACK_ALLOW_PROXY).
@@ -520,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"loadstack {args.command}: {where}{exc.strerror or exc}", file=sys.stderr)
         return exitcodes.BAD_INPUT
-    except lifecycle.RunError as exc:
+    except RunError as exc:
         print(f"loadstack: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -18,14 +18,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from loadstack import (
     checks,
     exitcodes,
-    limits,
     masking,
     paths,
     processes,
@@ -38,82 +36,10 @@ from loadstack import (
 )
 from loadstack.configfile import ConfigError
 from loadstack.data import seed
+from loadstack.launchers import compose, locust
+from loadstack.launchers.base import Launcher, Prepared, RunError, RunRequest, say, worker_cap
+from loadstack.launchers.native import NativeLauncher
 from loadstack.profiles import RunSettings
-from loadstack.targets import Target
-
-
-class RunError(Exception):
-    """A run that cannot start or go on; the message is for the user, the code is the exit status."""
-
-    def __init__(self, message: str, exit_code: int = exitcodes.FAILURES) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def say(message: str) -> None:
-    """Print for the person running the command; every line passes the masker."""
-    sys.stdout.write(masking.current()(message) + "\n")
-    sys.stdout.flush()
-
-
-@dataclass
-class RunRequest:
-    """What the command line asked for (``loadstack run`` / ``ui``)."""
-
-    profile: str = "smoke"
-    users: int | None = None
-    spawn_rate: float | None = None
-    run_time: str | None = None
-    host: str | None = None
-    workers: int | None = None
-    allow_many_workers: bool = False
-    run_id: str | None = None
-    results_dir: str | None = None
-    allow_remote: bool = False
-    web_ui: bool = False
-    web_port: int = 8089
-    skip_seed: bool = False
-    skip_teardown: bool = False
-    metrics: bool = True
-    sut_version: str | None = None
-    scenario: str = "run"  # run | seed-only
-    auth_mode: str | None = None
-    mode: str | None = None  # native | docker | None: the profile's, LOADSTACK_RUN_MODE, else auto
-    offline: bool = False
-    down: bool = False
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A request resolved into a run: its settings, its id and where its results go."""
-
-    request: RunRequest
-    run: RunSettings
-    run_id: str
-    results_root: Path
-
-    @property
-    def run_dir(self) -> Path:
-        return self.results_root / self.run_id
-
-    @property
-    def metrics(self) -> bool:
-        return self.request.metrics and settings.current().metrics_by_default()
-
-
-class Launcher(Protocol):
-    """How a run's processes are started; nothing about what the run means."""
-
-    name: str
-
-    def check_inputs(self, prepared: Prepared) -> None: ...
-    def target_url(self, target: Target) -> str: ...
-    def start_target(self, target: Target, prepared: Prepared) -> None: ...
-    def start_locust(self, run: RunSettings, prepared: Prepared) -> None: ...
-    def interrupt(self) -> None: ...
-    def wait(self) -> int: ...
-    def collect(self, prepared: Prepared) -> None: ...
-    def stop(self) -> None: ...
 
 
 def prepare(request: RunRequest) -> Prepared:
@@ -145,16 +71,9 @@ def prepare(request: RunRequest) -> Prepared:
     return Prepared(request, run, run_id, root)
 
 
-def worker_cap(request: RunRequest) -> int | None:
-    """Most workers this machine starts for ``request`` (:func:`loadstack.limits.worker_cap`)."""
-    return limits.worker_cap(request.allow_many_workers or settings.current().allow_many_workers)
-
-
 def choose_mode(prepared: Prepared) -> tuple[str, str]:
     """``--docker``/``--native``, else the profile's ``mode:``, else ``LOADSTACK_RUN_MODE``, else auto;
     with the reason, for the first line a run prints.  ``run`` and ``ui`` both decide here."""
-    from loadstack.launchers import compose
-
     request = prepared.request
     if request.scenario == "seed-only":
         return "native", "--scenario seed-only seeds from here"
@@ -168,9 +87,6 @@ def choose_mode(prepared: Prepared) -> tuple[str, str]:
 
 
 def choose_launcher(prepared: Prepared) -> Launcher:
-    from loadstack.launchers import compose
-    from loadstack.launchers.native import NativeLauncher
-
     request = prepared.request
     mode, why = choose_mode(prepared)
     if mode == "docker":
@@ -236,7 +152,6 @@ def run(
 
 def master_environment(run: RunSettings, prepared: Prepared, launcher: str) -> dict[str, str]:
     """The environment the run's master had (its settings decide where teardown looks)."""
-    from loadstack.launchers import locust
 
     return locust.environment(run, prepared.run_id, prepared.results_root, launcher=launcher)
 
@@ -348,7 +263,6 @@ def check_inputs(run: RunSettings, prepared: Prepared, shared_env: dict[str, str
 
     Bad input stops the run here with exit status 2, before the target or any container starts.
     """
-    from loadstack.launchers import locust
 
     env = locust.environment(run, prepared.run_id, prepared.results_root, launcher="check")
     proc = subprocess.run(

@@ -21,7 +21,6 @@ message, and a worker adopts them before its users start (:func:`join`).
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import logging
 import shlex
@@ -744,23 +743,3 @@ def report_lines(summary: dict[str, Any], run_dir: Any) -> list[str]:
         f"verdict: {outcome['verdict']}   exit status: {outcome['exit_code']}",
     ]
     return lines
-
-
-def add_arguments(parser: Any, **_: Any) -> None:
-    """Locust's ``init_command_line_parser``: how the master's run reaches its workers."""
-    for name in ("--loadstack-run-id", "--loadstack-run"):
-        parser.add_argument(name, default=None, help=argparse.SUPPRESS, include_in_web_ui=False)
-
-
-def join(environment: Environment, **_: Any) -> None:
-    """Worker ``test_start`` (after Locust applied the master's options): adopt the master's run."""
-    from loadstack import plugin, runcontext
-    from loadstack.profiles import RunSettings
-
-    opts = environment.parsed_options
-    run_id, run = getattr(opts, "loadstack_run_id", None), getattr(opts, "loadstack_run", None)
-    ctx = runcontext.current()
-    if not run_id or not run or (run_id == ctx.run_id and run == ctx.settings.model_dump_json()):
-        return
-    ctx = runcontext.adopt(run_id, RunSettings.model_validate_json(run))
-    plugin.apply_user_settings(environment, ctx.settings)

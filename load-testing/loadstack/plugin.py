@@ -19,6 +19,7 @@ to the plugin.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
@@ -81,12 +82,11 @@ def install(event_hooks: Any = events) -> None:
     if _installed:
         return
     _installed = True
-    from loadstack import master
     from loadstack.workload import runtime as workload
 
     masking.mask_standard_streams()  # the master's output is a pod's log, a container's, a terminal's
     _refuse_telemetry_endpoint()
-    event_hooks.init_command_line_parser.add_listener(master.add_arguments)
+    event_hooks.init_command_line_parser.add_listener(add_run_arguments)
     event_hooks.init_command_line_parser.add_listener(workload.add_arguments)
     event_hooks.init.add_listener(_on_init)
     if "--worker" in sys.argv[1:]:
@@ -231,7 +231,7 @@ def _install(environment: Environment, runner: Runner | None) -> None:
         st.heap.attach(environment)
     if role == "worker":
         st.metrics = metrics_server.install(environment, role)
-        environment.events.test_start.add_listener(master.join)
+        environment.events.test_start.add_listener(join)
         environment.events.test_stop.add_listener(lambda **_: report_now(environment))
         try:
             workload.install(environment, role, ctx.settings)
@@ -337,3 +337,20 @@ def apply_user_settings(environment: Environment, run: RunSettings) -> None:
         environment.exclude_tags = run.exclude_tags
     # Per-second request counts only when a sustained gate (`for:`) needs them.
     windows.seconds.enabled = any(g.sustained for g in run.gates)
+
+
+def add_run_arguments(parser: Any, **_: Any) -> None:
+    """Locust's ``init_command_line_parser``: how the master's run reaches its workers."""
+    for name in ("--loadstack-run-id", "--loadstack-run"):
+        parser.add_argument(name, default=None, help=argparse.SUPPRESS, include_in_web_ui=False)
+
+
+def join(environment: Environment, **_: Any) -> None:
+    """Worker ``test_start`` (after Locust applied the master's options): adopt the master's run."""
+    opts = environment.parsed_options
+    run_id, run = getattr(opts, "loadstack_run_id", None), getattr(opts, "loadstack_run", None)
+    ctx = runcontext.current()
+    if not run_id or not run or (run_id == ctx.run_id and run == ctx.settings.model_dump_json()):
+        return
+    ctx = runcontext.adopt(run_id, RunSettings.model_validate_json(run))
+    apply_user_settings(environment, ctx.settings)

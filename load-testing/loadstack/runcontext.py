@@ -10,7 +10,7 @@ specific first:
 * neither: an ad-hoc run with loadstack's defaults and no gates.
 
 A worker then adopts the master's run when it connects (see
-:func:`loadstack.master.join`), so a run has one id even when nobody set
+:func:`loadstack.plugin.join`), so a run has one id even when nobody set
 ``LOADSTACK_RUN_ID`` on every host.
 """
 

@@ -17,7 +17,6 @@ absent and the locally built ones exist.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -29,8 +28,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from loadstack import exitcodes, limits, masking, paths, settings
-from loadstack.lifecycle import Prepared, RunError, RunRequest, say, worker_cap
+from loadstack import exitcodes, masking, paths, settings
+from loadstack.launchers.base import Prepared, RunError, say
 from loadstack.processes import STARTUP_LIMIT_S
 from loadstack.profiles import RunSettings
 from loadstack.report import history
@@ -346,52 +345,6 @@ class ComposeLauncher:
         else:
             self.compose.run("rm", "-s", "-f", "master", "worker", capture=True)
             say("load generators removed; backends stay up (`just stack down` or --down removes them)")
-
-
-def ui(request: RunRequest) -> int:
-    """The web UI stack on compose: everything up, the master with Locust's web UI.
-
-    The stack is the checkout's project, which a user's own ``docker compose up`` shares.  So
-    the session creates only what is missing (``--no-recreate``, never fewer workers than are
-    up), and records the containers and networks it created in its session state: ``loadstack
-    stop`` removes those and nothing else.
-    """
-    from loadstack import background
-
-    state = background.read_state()
-    if state and background.running(state):
-        say(f"already running: {state['web_url']} (loadstack stop to end it)")
-        return exitcodes.OK
-    workers = request.workers or os.cpu_count() or 1
-    refused = limits.too_many_workers(workers, worker_cap(request) is None)
-    if refused:
-        raise RunError(f"--workers: {refused}", exitcodes.BAD_INPUT)
-    profile = request.profile if "/" in request.profile else f"/app/profiles/{request.profile}.yml"
-    env = settings.environment_of({"container_mode": "ui", "profile": profile, "web_port": request.web_port})
-    compose = Compose(offline=offline_wanted(request.offline), env=env)
-    compose.ensure_images()
-    project = project_name(compose.env)
-    before = {kind: labelled(kind, project) for kind in ("container", "network")}
-    scale = max(workers, len(compose.containers("worker")))  # a user's workers are not scaled down
-    config = settings.current()
-    web_url = f"http://127.0.0.1:{request.web_port}"
-    try:
-        compose.run("up", "-d", "--no-recreate", "--scale", f"worker={scale}", capture=True)
-    finally:
-        created = {kind: sorted(labelled(kind, project) - ids) for kind, ids in before.items()}
-        background.record_compose_session(project, created["container"], created["network"], web_url)
-    shared = len(before["container"])
-    say(
-        f"Locust web UI: {web_url}   ({scale} workers; metrics on "
-        f"http://127.0.0.1:{config.metrics_port}/metrics)"
-    )
-    if shared:
-        say(
-            f"compose project {project} was already up: this session started {len(created['container'])} "
-            "containers of its own; `loadstack stop` removes only those"
-        )
-    say("stop with: just load-test stop   (or just stack down)")
-    return exitcodes.OK
 
 
 def stop_session(session: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import sys
 
 from loadstack import exitcodes, masking, safety, settings
 from loadstack.launchers import locust
-from loadstack.lifecycle import Prepared, RunError, say
+from loadstack.launchers.base import Prepared, RunError, say
 from loadstack.processes import STARTUP_LIMIT_S, Child, free_port, wait_until
 from loadstack.profiles import RunSettings
 from loadstack.targets import Process, Target
