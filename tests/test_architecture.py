@@ -18,9 +18,6 @@ PACKAGE = Path(loadstack.__file__).parent
 # Cycles not yet taken apart (issue 26), each a group of modules that reach each other.  A group
 # may shrink; no module may join one, and no new group may appear.
 KNOWN_CYCLES = {
-    # settings reads ConfigError from configfile; configfile asks settings for the file size cap
-    # and masking for secret field names; masking asks settings for the raw environment.
-    "settings": {"loadstack.settings", "loadstack.configfile", "loadstack.masking"},
     # Importing any user installs the plugin (loadstack.users), and the plugin wires every
     # feature, chains included, whose steps use the users again.
     "plugin": {

@@ -7,34 +7,15 @@ reads the same way: ``profiles/x.yml:7: users: must be >= 1 (got -5)``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from loadstack.config_errors import ConfigError, ConfigIssue
+
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass
-class ConfigIssue:
-    path: str
-    line: int | None
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """One or more problems in a configuration file; exit status 2 territory."""
-
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = issues
-        super().__init__("\n".join(str(i) for i in issues))
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

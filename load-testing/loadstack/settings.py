@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from loadstack import limits
-from loadstack.configfile import ConfigError, ConfigIssue
+from loadstack.config_errors import ConfigError, ConfigIssue
 
 DEFAULT_POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
