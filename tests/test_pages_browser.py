@@ -93,19 +93,26 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``steady`` passes its gate; ``slowed`` runs with the orders endpoints 300 ms slower and a gate
     no run can meet (p95 under a microsecond), so its verdict is ``fail``.
     """
-    root = tmp_path_factory.mktemp("pages")
     lenient = [{"target": "total", "error_rate_max": 0.5}]
     strict = [{"target": {"name": "/api/v1/orders*"}, "p95_ms_max": 0.001}, *lenient]
-    for run_id, thresholds, env, code in (
-        ("steady", lenient, {}, 0),
-        ("slowed", strict, {"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"}, 3),
-    ):
-        profile = _profile(root, run_id, thresholds)
-        out = loadstack(
-            "run", "--profile", str(profile), "--run-id", run_id, "--results-dir", str(root),
-            "--no-metrics", "--sut-version", f"build-{run_id}", env=env,
-        )  # fmt: skip
-        assert out.returncode == code, out.stdout + out.stderr
+    # compare judges nothing when a run's generator was the bottleneck (exit 7, by design); on a
+    # machine busy enough to saturate it, the pair is measured again, at most 3 times.
+    for attempt in range(3):
+        root = tmp_path_factory.mktemp("pages")
+        for run_id, thresholds, env, code in (
+            ("steady", lenient, {}, 0),
+            ("slowed", strict, {"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"}, 3),
+        ):
+            profile = _profile(root, run_id, thresholds)
+            out = loadstack(
+                "run", "--profile", str(profile), "--run-id", run_id, "--results-dir", str(root),
+                "--no-metrics", "--sut-version", f"build-{run_id}", env=env,
+            )  # fmt: skip
+            assert out.returncode == code, out.stdout + out.stderr
+        saturated = [r for r in ("steady", "slowed") if summary(root, r)["generator"]["saturated"]]
+        if not saturated:
+            break
+        print(f"attempt {attempt + 1}: the generator was saturated in {saturated}; measuring again")
     made = loadstack("report", "--results-dir", str(root))
     assert made.returncode == 0, made.stdout + made.stderr
     compared = loadstack("compare", "slowed", "--baseline", "steady", "--results-dir", str(root))
