@@ -175,6 +175,31 @@ def _assert_not_blank(png: Path) -> None:
 SLOWDOWN_MS = 1000
 
 
+def _three_runs(profile: Path, results: Path) -> None:
+    """``base`` and ``same`` (one build, side by side), then ``slowed`` (the orders endpoints slower)."""
+    results.mkdir()
+    args = ["run", "--profile", str(profile), "--results-dir", str(results)]
+    # The same build twice at the same time (each with its own demo target): one after the other,
+    # a busy machine can be twice as busy during the second, and that is a real difference to a
+    # compare, not noise.  Side by side, the runs differ only by their own noise.
+    same_build = {}
+    for run_id in ("base", "same"):
+        console = (results / f"{run_id}.console").open("w")  # not a pipe: neither waits for a reader
+        same_build[run_id] = subprocess.Popen(
+            [sys.executable, "-m", "loadstack", *args, "--run-id", run_id, "--sut-version", "build-same"],
+            stdout=console, stderr=subprocess.STDOUT, cwd=ROOT,
+            env={**os.environ, "LOADSTACK_METRICS_PORT": str(free_port())},
+        )  # fmt: skip
+        console.close()
+    for run_id, proc in same_build.items():
+        assert proc.wait(timeout=600) == 0, (results / f"{run_id}.console").read_text()
+    out = loadstack(
+        *args, "--run-id", "slowed", "--sut-version", "build-slowed",
+        env={"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
 def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
     profile = write_profile(
         tmp_path / "regress.yml",
@@ -186,28 +211,17 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
         user_classes={"AuthUser": 1, "OrderUser": 4, "PaymentUser": 1},
         wait_time={"min": 0.02, "max": 0.1},
     )
-    args = ["run", "--profile", str(profile), "--results-dir", str(tmp_path)]
-    # The same build twice at the same time (each with its own demo target): one after the other,
-    # a busy machine can be twice as busy during the second, and that is a real difference to a
-    # compare, not noise.  Side by side, the runs differ only by their own noise.
-    same_build = {}
-    for run_id in ("base", "same"):
-        console = (tmp_path / f"{run_id}.console").open("w")  # not a pipe: neither waits for a reader
-        same_build[run_id] = subprocess.Popen(
-            [sys.executable, "-m", "loadstack", *args, "--run-id", run_id, "--sut-version", "build-same"],
-            stdout=console, stderr=subprocess.STDOUT, cwd=ROOT,
-            env={**os.environ, "LOADSTACK_METRICS_PORT": str(free_port())},
-        )  # fmt: skip
-        console.close()
-    for run_id, proc in same_build.items():
-        assert proc.wait(timeout=600) == 0, (tmp_path / f"{run_id}.console").read_text()
-    out = loadstack(
-        *args, "--run-id", "slowed", "--sut-version", "build-slowed",
-        env={"LOADSTACK_DEMO_SLOW": f"/api/v1/orders*={SLOWDOWN_MS}"},
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
+    # compare judges nothing when a run's generator was the bottleneck (exit 7, by design); on a
+    # machine busy enough to saturate it, the three runs are measured again, at most 3 times.
+    for attempt in range(3):
+        results = tmp_path / f"attempt-{attempt}"
+        _three_runs(profile, results)
+        saturated = [r for r in ("base", "same", "slowed") if summary(results, r)["generator"]["saturated"]]
+        if not saturated:
+            break
+        print(f"attempt {attempt + 1}: the generator was saturated in {saturated}; measuring again")
 
-    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (results / "history.jsonl").read_text().splitlines()]
     assert sorted(h["run_id"] for h in history[:2]) == ["base", "same"] and history[2]["run_id"] == "slowed"
     newer_same = history[1]["run_id"]
     assert history[2]["sut_version"] == "build-slowed" and history[0]["verdict"] == "pass"
@@ -216,15 +230,15 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
     # The same build, judged by the noise the two runs themselves show: every request name has
     # its window-to-window p95 spread in both summaries, and no difference goes beyond it.
     for run_id in ("base", "same"):
-        spreads = {(w["type"], w["name"]): w for w in summary(tmp_path, run_id)["window_p95"]}
-        assert {(r["type"], r["name"]) for r in summary(tmp_path, run_id)["requests"]} <= set(spreads)
-    same = loadstack("compare", "same", "--baseline", "base", "--results-dir", str(tmp_path))
+        spreads = {(w["type"], w["name"]): w for w in summary(results, run_id)["window_p95"]}
+        assert {(r["type"], r["name"]) for r in summary(results, run_id)["requests"]} <= set(spreads)
+    same = loadstack("compare", "same", "--baseline", "base", "--results-dir", str(results))
     assert same.returncode == 0, same.stdout + same.stderr
     assert "no regression" in same.stdout
 
-    slowed = loadstack("compare", "slowed", "--baseline", "latest-passing", "--results-dir", str(tmp_path))
+    slowed = loadstack("compare", "slowed", "--baseline", "latest-passing", "--results-dir", str(results))
     assert slowed.returncode == 4, slowed.stdout + slowed.stderr
-    report = json.loads((tmp_path / "slowed" / f"compare-{newer_same}.json").read_text())
+    report = json.loads((results / "slowed" / f"compare-{newer_same}.json").read_text())
     assert report["baseline"] == newer_same, "latest-passing picks the newest passing run of the profile"
     flagged = {(e["type"], e["name"]) for e in report["endpoints"] if e["regression"]}
     judged = {(e["type"], e["name"]) for e in report["endpoints"] if not e["note"]}
@@ -238,15 +252,15 @@ def test_regression_detection_history_and_reports(tmp_path: Path) -> None:
         k[1].startswith("/api/v1/payments") for k in judged
     )
 
-    combined = loadstack("report", "--results-dir", str(tmp_path))
+    combined = loadstack("report", "--results-dir", str(results))
     assert combined.returncode == 0, combined.stderr
-    report_html = tmp_path / "report.html"
-    compare_html = tmp_path / "slowed" / f"compare-{newer_same}.html"
+    report_html = results / "report.html"
+    compare_html = results / "slowed" / f"compare-{newer_same}.html"
     for page, charts in ((report_html, 2), (compare_html, 3)):
         html = page.read_text()
         _assert_self_contained(html)
-        png = tmp_path / f"{page.stem}.png"
-        dom = _render(page, png, tmp_path / f"chrome-{page.stem}")
+        png = results / f"{page.stem}.png"
+        dom = _render(page, png, results / f"chrome-{page.stem}")
         assert dom.count('<svg class="chart') >= charts, page
         assert "<polyline" in dom
         _assert_not_blank(png)
